@@ -1,0 +1,222 @@
+"""Backbone registry: every encoder the pre-training and fine-tuning modules can use.
+
+A builder returns ``(encoder, feature_dim)``: the encoder maps images ``(B, 3, H, W)`` to the
+representation ``h`` of shape ``(B, feature_dim)`` (global average pooling output, no
+classifier), which is what fine-tuning and linear evaluation use (SimCLR, section 2.1).
+
+Names:
+- ``resnet18``, ``resnet34``, ``resnet50``: torchvision's ResNets (their parameter names, so an
+  exported encoder loads into a plain torchvision model).
+- ``wide_resnet50``: the paper's ResNet-50 (1x, 2x, 4x), where the width multiplier scales the
+  channels of every layer, stem included, with ordinary 3x3 convolutions (24M / 94M / 375M
+  parameters). ``depthwise=True`` makes the 3x3 convolutions depth-wise, as the project this
+  framework grew from allowed (about half the parameters at width >= 2).
+- ``slim_resnet18``: a ResNet-18 with every layer's channels scaled by a width below 1, for
+  quick runs on a CPU.
+
+Images of 32 px or less get the small-image stem (3x3 stride-1 convolution, no max-pool) unless
+``small_stem`` says otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor, nn
+
+BackboneBuilder = Callable[..., tuple[nn.Module, int]]
+
+BACKBONES: dict[str, BackboneBuilder] = {}
+
+SMALL_IMAGE_MAX_SIZE = 32
+WIDE_RESNET_WIDTHS = (1, 2, 4)
+
+
+def register_backbone(name: str) -> Callable[[BackboneBuilder], BackboneBuilder]:
+    """Register the decorated builder under ``name`` in :data:`BACKBONES`."""
+
+    def decorator(builder: BackboneBuilder) -> BackboneBuilder:
+        if name in BACKBONES:
+            raise ValueError(f"backbone {name!r} is registered twice")
+        BACKBONES[name] = builder
+        return builder
+
+    return decorator
+
+
+def use_small_stem(image_size: int, small_stem: bool | None) -> bool:
+    """The small-image stem is used for images of 32 px or less, unless forced either way."""
+    if small_stem is None:
+        return image_size <= SMALL_IMAGE_MAX_SIZE
+    return bool(small_stem)
+
+
+def build_backbone(
+    name: str, image_size: int, small_stem: bool | None = None, **options
+) -> tuple[nn.Module, int]:
+    """Build the encoder registered as ``name``; returns ``(encoder, feature_dim)``.
+
+    ``options`` go to the builder (``width``, ``depthwise``). An unknown name raises a
+    ``ValueError`` that lists the registered ones.
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; valid names: {', '.join(sorted(BACKBONES))}")
+    return BACKBONES[name](small_stem=use_small_stem(image_size, small_stem), **options)
+
+
+def _headless_torchvision(model: torchvision.models.ResNet, small_stem: bool):
+    feature_dim = model.fc.in_features
+    model.fc = nn.Identity()
+    if small_stem:
+        model.conv1 = nn.Conv2d(3, model.conv1.out_channels, 3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+    return model, feature_dim
+
+
+def _torchvision_builder(name: str) -> BackboneBuilder:
+    def build(small_stem: bool, width: float = 1.0, depthwise: bool = False):
+        if width != 1 or depthwise:
+            raise ValueError(
+                f"backbone {name!r} is torchvision's fixed-width ResNet: width must be 1 and "
+                "depthwise false (use wide_resnet50 or slim_resnet18 to scale channels)"
+            )
+        return _headless_torchvision(getattr(torchvision.models, name)(weights=None), small_stem)
+
+    build.__doc__ = f"torchvision's {name} without its classifier."
+    return build
+
+
+for _name in ("resnet18", "resnet34", "resnet50"):
+    register_backbone(_name)(_torchvision_builder(_name))
+
+
+def _conv3x3(in_ch: int, out_ch: int, stride: int, depthwise: bool) -> nn.Conv2d:
+    # A depth-wise 3x3 cannot change the channel count; every 3x3 in these blocks is used
+    # where it does not, except the basic block's first, which keeps an ordinary conv.
+    groups = in_ch if depthwise and in_ch == out_ch else 1
+    return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, groups=groups, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with an identity (or 1x1 projection) shortcut."""
+
+    expansion = 1
+
+    def __init__(self, in_ch: int, planes: int, stride: int, depthwise: bool = False):
+        super().__init__()
+        self.conv1 = _conv3x3(in_ch, planes, stride, depthwise)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = _conv3x3(planes, planes, 1, depthwise)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = _shortcut(in_ch, planes, stride)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.downsample(x))
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3 (optionally depth-wise), 1x1 expand by 4, with a shortcut."""
+
+    expansion = 4
+
+    def __init__(self, in_ch: int, planes: int, stride: int, depthwise: bool = False):
+        super().__init__()
+        out_ch = planes * self.expansion
+        self.conv1 = nn.Conv2d(in_ch, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = _conv3x3(planes, planes, stride, depthwise)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out_ch, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_ch)
+        self.downsample = _shortcut(in_ch, out_ch, stride)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return F.relu(out + self.downsample(x))
+
+
+def _shortcut(in_ch: int, out_ch: int, stride: int) -> nn.Module:
+    if stride == 1 and in_ch == out_ch:
+        return nn.Identity()
+    return nn.Sequential(
+        nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch)
+    )
+
+
+class ScaledResNet(nn.Module):
+    """A ResNet whose every layer's channel count is multiplied by ``width``.
+
+    Module names follow torchvision's (``conv1``, ``bn1``, ``layer1``...``layer4``), with
+    ``fc`` absent: the output is the pooled representation of size ``feature_dim``.
+    """
+
+    def __init__(
+        self,
+        block: type[BasicBlock] | type[Bottleneck],
+        layers: tuple[int, int, int, int],
+        width: float,
+        small_stem: bool,
+        depthwise: bool = False,
+    ):
+        super().__init__()
+        stem_ch = max(1, round(64 * width))
+        if small_stem:
+            self.conv1 = nn.Conv2d(3, stem_ch, 3, stride=1, padding=1, bias=False)
+            self.maxpool = nn.Identity()
+        else:
+            self.conv1 = nn.Conv2d(3, stem_ch, 7, stride=2, padding=3, bias=False)
+            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.bn1 = nn.BatchNorm2d(stem_ch)
+        in_ch = stem_ch
+        stages = []
+        for index, num_blocks in enumerate(layers):
+            planes = max(1, round(64 * 2**index * width))
+            blocks = []
+            for b in range(num_blocks):
+                stride = 2 if index > 0 and b == 0 else 1
+                blocks.append(block(in_ch, planes, stride, depthwise))
+                in_ch = planes * block.expansion
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.feature_dim = in_ch
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        # Zero-init the last BN of each residual branch, so every block starts as identity.
+        for module in self.modules():
+            if isinstance(module, Bottleneck):
+                nn.init.zeros_(module.bn3.weight)
+            elif isinstance(module, BasicBlock):
+                nn.init.zeros_(module.bn2.weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.avgpool(x).flatten(1)
+
+
+@register_backbone("wide_resnet50")
+def wide_resnet50(small_stem: bool, width: int = 1, depthwise: bool = False):
+    """The paper's ResNet-50 (width x1, x2, x4: 24M, 94M, 375M parameters)."""
+    if width not in WIDE_RESNET_WIDTHS:
+        raise ValueError(
+            f"wide_resnet50 width must be one of {list(WIDE_RESNET_WIDTHS)}, got {width!r}"
+        )
+    model = ScaledResNet(Bottleneck, (3, 4, 6, 3), width, small_stem, depthwise)
+    return model, model.feature_dim
+
+
+@register_backbone("slim_resnet18")
+def slim_resnet18(small_stem: bool, width: float = 0.25, depthwise: bool = False):
+    """ResNet-18 with every layer's channels scaled by ``0 < width <= 1`` (CPU-sized)."""
+    if not 0 < width <= 1:
+        raise ValueError(f"slim_resnet18 width must be in (0, 1], got {width!r}")
+    model = ScaledResNet(BasicBlock, (2, 2, 2, 2), width, small_stem, depthwise)
+    return model, model.feature_dim

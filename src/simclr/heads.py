@@ -1,0 +1,44 @@
+"""Projection head g(h) = z, on which the contrastive loss is computed (SimCLR, section 2.1).
+
+SimCLR v1 uses two layers (Linear -> ReLU -> Linear), SimCLR v2 three, with BatchNorm after
+every hidden linear layer. Fine-tuning and linear evaluation use h, not z.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class ProjectionHead(nn.Module):
+    """MLP ``(B, input_dim) -> (B, output_dim)``.
+
+    ``num_layers`` linear layers; the hidden ones have ``hidden_dim`` units (the input width when
+    ``None``, as in the paper), optional BatchNorm, and ReLU. The last layer is plain linear.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_dim: int | None = None,
+        output_dim: int = 128,
+        num_layers: int = 2,
+        batch_norm: bool = True,
+    ):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"model.head.num_layers must be >= 1, got {num_layers}")
+        hidden_dim = hidden_dim or input_dim
+        layers: list[nn.Module] = []
+        width = input_dim
+        for _ in range(num_layers - 1):
+            layers.append(nn.Linear(width, hidden_dim, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(hidden_dim))
+            layers.append(nn.ReLU(inplace=True))
+            width = hidden_dim
+        layers.append(nn.Linear(width, output_dim))
+        self.net = nn.Sequential(*layers)
+        self.output_dim = output_dim
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.net(h)

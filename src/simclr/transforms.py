@@ -1,0 +1,90 @@
+"""SimCLR's data augmentations (Chen et al., 2020, appendix A), in the paper's order.
+
+1. Random resized crop, scale (0.08, 1), aspect ratio (3/4, 4/3), resized to the image size;
+   horizontal flip with p = 0.5.
+2. Colour distortion of strength s: colour jitter (0.8s, 0.8s, 0.8s, 0.2s) with p = 0.8, then
+   grayscale with p = 0.2 (s = 0.5 for CIFAR-sized images, 1.0 for STL-10 and ImageNet).
+3. Gaussian blur with a kernel of 10% of the image side (odd), sigma ~ U(0.1, 2.0), with
+   probability ``blur_prob`` (0.5 for 96 px and larger; never for 32 px images).
+
+The presets live in ``configs/data/augment/``; the numbers here are what they select.
+Images come in as PIL images or uint8 tensors ``(3, H, W)``; views go out as normalised float
+tensors ``(3, size, size)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+from torchvision.transforms import v2
+
+
+def blur_kernel_size(image_size: int) -> int:
+    """10% of the image side, rounded down to an odd number of at least 3."""
+    kernel = max(3, int(0.1 * image_size))
+    return kernel if kernel % 2 == 1 else kernel + 1
+
+
+def _to_normalised_float(mean: Sequence[float], std: Sequence[float]) -> list:
+    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+
+
+def simclr_augmentation(
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    color_strength: float = 0.5,
+    color_prob: float = 0.8,
+    grayscale_prob: float = 0.2,
+    blur_prob: float = 0.0,
+    crop_scale: Sequence[float] = (0.08, 1.0),
+    crop_ratio: Sequence[float] = (3 / 4, 4 / 3),
+    flip_prob: float = 0.5,
+) -> v2.Compose:
+    """One random view of an image, as the paper draws it (see the module docstring)."""
+    s = color_strength
+    steps = [
+        v2.ToImage(),
+        v2.RandomResizedCrop(
+            image_size, scale=tuple(crop_scale), ratio=tuple(crop_ratio), antialias=True
+        ),
+        v2.RandomHorizontalFlip(p=flip_prob),
+        v2.RandomApply([v2.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=color_prob),
+        v2.RandomGrayscale(p=grayscale_prob),
+    ]
+    if blur_prob > 0:
+        blur = v2.GaussianBlur(blur_kernel_size(image_size), sigma=(0.1, 2.0))
+        steps.append(v2.RandomApply([blur], p=blur_prob))
+    return v2.Compose(steps + _to_normalised_float(mean, std))
+
+
+def evaluation_transform(
+    image_size: int, mean: Sequence[float], std: Sequence[float]
+) -> v2.Compose:
+    """Deterministic: resize the short side, centre-crop to ``image_size``, normalise."""
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize(image_size, antialias=True),
+            v2.CenterCrop(image_size),
+            *_to_normalised_float(mean, std),
+        ]
+    )
+
+
+class MultiViewTransform:
+    """Applies ``transform`` ``num_views`` times independently: image -> list of V views."""
+
+    def __init__(self, transform: Callable[..., Tensor], num_views: int = 2):
+        if num_views < 2:
+            raise ValueError(f"model.num_views must be >= 2, got {num_views}")
+        self.transform = transform
+        self.num_views = num_views
+
+    def __call__(self, image) -> list[Tensor]:
+        return [self.transform(image) for _ in range(self.num_views)]
+
+    def __repr__(self) -> str:
+        return f"MultiViewTransform(num_views={self.num_views}, transform={self.transform})"

@@ -1,0 +1,82 @@
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from simclr.data import DATASETS, SimCLRDataModule, load_digits
+
+AUGMENT = {"color_strength": 0.5, "blur_prob": 0.0}
+
+
+def datamodule(name="fake", batch_size=8, num_views=2, **options) -> SimCLRDataModule:
+    return SimCLRDataModule(
+        name=name,
+        root="unused",
+        image_size=32,
+        batch_size=batch_size,
+        num_views=num_views,
+        mean=[0.5] * 3,
+        std=[0.25] * 3,
+        augment=AUGMENT,
+        options=options,
+    )
+
+
+def test_digits_split_is_stratified_disjoint_and_deterministic():
+    splits = load_digits("unused", image_size=32)
+    again = load_digits("unused", image_size=32)
+    sizes = [len(s) for s in (splits.train, splits.val, splits.test)]
+    assert sum(sizes) == 1797 and sizes[0] > 1200
+    assert torch.equal(splits.val.labels, again.val.labels)
+    assert torch.equal(splits.test.images, again.test.images)
+    # Each class keeps its share in every split.
+    for split in (splits.val, splits.test):
+        counts = torch.bincount(split.labels, minlength=10)
+        assert counts.min() >= 20 and counts.max() <= 35
+    image, label = splits.train[0]
+    assert image.shape == (3, 32, 32) and image.dtype == torch.uint8
+    assert 0 <= label < 10 and image.max() > 200  # strokes reach full intensity
+
+
+def test_digits_images_are_not_shared_between_splits():
+    splits = load_digits("unused", image_size=8)
+    train = {bytes(x.numpy()) for x in splits.train.images}
+    overlap = sum(bytes(x.numpy()) in train for x in splits.test.images)
+    # Duplicated digits exist in the raw data, but a split by index must not copy a split.
+    assert overlap < len(splits.test) // 10
+
+
+@pytest.mark.parametrize("num_views", [2, 3])
+def test_pretraining_batches_hold_views(num_views):
+    dm = datamodule(batch_size=8, num_views=num_views)
+    views, labels = next(iter(dm.train_dataloader()))
+    assert len(views) == num_views
+    assert all(v.shape == (8, 3, 32, 32) and v.dtype == torch.float32 for v in views)
+    assert labels.shape == (8,)
+
+
+def test_labelled_loader_is_deterministic():
+    dm = datamodule()
+    first, _ = next(iter(dm.labelled_dataloader("val")))
+    second, _ = next(iter(dm.labelled_dataloader("val")))
+    assert torch.equal(first, second) and first.shape[1:] == (3, 32, 32)
+
+
+def test_global_batch_is_split_over_devices():
+    dm = datamodule(batch_size=16)
+    dm.trainer = SimpleNamespace(world_size=4)
+    assert dm.per_device_batch_size() == 4
+    dm.trainer = SimpleNamespace(world_size=3)
+    with pytest.raises(ValueError, match="does not divide by the 3 devices"):
+        dm.per_device_batch_size()
+
+
+def test_batch_larger_than_the_data_set_is_a_clear_error():
+    with pytest.raises(ValueError, match="more than the 64 training images"):
+        datamodule(batch_size=128).train_dataloader()
+
+
+def test_unknown_data_set_lists_the_valid_ones():
+    with pytest.raises(ValueError) as error:
+        datamodule(name="imagenet21k")
+    assert all(name in str(error.value) for name in DATASETS)

@@ -1,0 +1,18 @@
+"""SimCLR pre-training: ``python train.py [overrides]``; see README.md, configs/pretrain.yaml."""
+
+import hydra
+from omegaconf import DictConfig
+
+from simclr.training import run
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="pretrain")
+def main(cfg: DictConfig) -> float | None:
+    metrics = run(cfg)
+    # A Hydra sweeper optimises the value returned here.
+    name = cfg.get("optimized_metric")
+    return metrics.get(name) if name else None
+
+
+if __name__ == "__main__":
+    main()
