@@ -3,7 +3,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from simclr.data import DATASETS, SimCLRDataModule, load_digits
+from simclr.data import DATASETS, SimCLRDataModule, balanced_subset, load_digits
 
 AUGMENT = {"color_strength": 0.5, "blur_prob": 0.0}
 
@@ -80,3 +80,22 @@ def test_unknown_data_set_lists_the_valid_ones():
     with pytest.raises(ValueError) as error:
         datamodule(name="imagenet21k")
     assert all(name in str(error.value) for name in DATASETS)
+
+
+@pytest.mark.parametrize("fraction", [0.01, 0.1, 0.5, 1.0])
+def test_balanced_subset_takes_the_fraction_of_every_class(fraction):
+    labels = torch.tensor([0] * 200 + [1] * 50 + [2] * 7)
+    indices = balanced_subset(labels, fraction, seed=3)
+    counts = torch.bincount(labels[indices], minlength=3)
+    expected = [max(1, round(fraction * n)) for n in (200, 50, 7)]
+    assert counts.tolist() == expected
+    assert len(indices.unique()) == len(indices)
+    assert torch.equal(indices, balanced_subset(labels, fraction, seed=3))
+    if fraction < 1:
+        assert not torch.equal(indices, balanced_subset(labels, fraction, seed=4))
+
+
+@pytest.mark.parametrize("fraction", [0.0, -0.1, 1.5])
+def test_balanced_subset_rejects_fractions_outside_the_unit_interval(fraction):
+    with pytest.raises(ValueError, match=r"label_fraction must be in \(0, 1\]"):
+        balanced_subset(torch.tensor([0, 1]), fraction)

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
+from simclr.errors import ConfigError
+
 BackboneBuilder = Callable[..., tuple[nn.Module, int]]
 
 BACKBONES: dict[str, BackboneBuilder] = {}
@@ -59,10 +61,10 @@ def build_backbone(
     """Build the encoder registered as ``name``; returns ``(encoder, feature_dim)``.
 
     ``options`` go to the builder (``width``, ``depthwise``). An unknown name raises a
-    ``ValueError`` that lists the registered ones.
+    :class:`~simclr.errors.ConfigError` that lists the registered ones.
     """
     if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; valid names: {', '.join(sorted(BACKBONES))}")
+        raise ConfigError(f"unknown backbone {name!r}; valid names: {', '.join(sorted(BACKBONES))}")
     return BACKBONES[name](small_stem=use_small_stem(image_size, small_stem), **options)
 
 
@@ -78,7 +80,7 @@ def _headless_torchvision(model: torchvision.models.ResNet, small_stem: bool):
 def _torchvision_builder(name: str) -> BackboneBuilder:
     def build(small_stem: bool, width: float = 1.0, depthwise: bool = False):
         if width != 1 or depthwise:
-            raise ValueError(
+            raise ConfigError(
                 f"backbone {name!r} is torchvision's fixed-width ResNet: width must be 1 and "
                 "depthwise false (use wide_resnet50 or slim_resnet18 to scale channels)"
             )
@@ -206,7 +208,7 @@ class ScaledResNet(nn.Module):
 def wide_resnet50(small_stem: bool, width: int = 1, depthwise: bool = False):
     """The paper's ResNet-50 (width x1, x2, x4: 24M, 94M, 375M parameters)."""
     if width not in WIDE_RESNET_WIDTHS:
-        raise ValueError(
+        raise ConfigError(
             f"wide_resnet50 width must be one of {list(WIDE_RESNET_WIDTHS)}, got {width!r}"
         )
     model = ScaledResNet(Bottleneck, (3, 4, 6, 3), width, small_stem, depthwise)
@@ -217,6 +219,6 @@ def wide_resnet50(small_stem: bool, width: int = 1, depthwise: bool = False):
 def slim_resnet18(small_stem: bool, width: float = 0.25, depthwise: bool = False):
     """ResNet-18 with every layer's channels scaled by ``0 < width <= 1`` (CPU-sized)."""
     if not 0 < width <= 1:
-        raise ValueError(f"slim_resnet18 width must be in (0, 1], got {width!r}")
+        raise ConfigError(f"slim_resnet18 width must be in (0, 1], got {width!r}")
     model = ScaledResNet(BasicBlock, (2, 2, 2, 2), width, small_stem, depthwise)
     return model, model.feature_dim

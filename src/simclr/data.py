@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from simclr.errors import ConfigError
 from simclr.transforms import MultiViewTransform, evaluation_transform, simclr_augmentation
 
 
@@ -98,6 +99,25 @@ def _stratified_split(labels: Tensor, fractions: Sequence[float], seed: int) -> 
     return [torch.cat(part).sort().values for part in parts]
 
 
+def balanced_subset(labels: Sequence[int] | Tensor, fraction: float, seed: int = 0) -> Tensor:
+    """Indices of a class-balanced labelled subset: ``round(fraction x count)`` images of each
+    class (at least one), drawn at random but the same for the same ``seed``; sorted.
+
+    This is the semi-supervised protocol's 1% / 10% of the labels (SimCLR, section 6), unlike
+    taking the first images of the data set, which is neither balanced nor random.
+    """
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"label_fraction must be in (0, 1], got {fraction}")
+    labels = torch.as_tensor(labels)
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for cls in labels.unique():
+        members = (labels == cls).nonzero().flatten()
+        keep = max(1, round(fraction * len(members)))
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:keep]])
+    return torch.cat(chosen).sort().values
+
+
 @register_dataset("digits")
 def load_digits(
     root: str,
@@ -171,11 +191,11 @@ class SimCLRDataModule(L.LightningDataModule):
     ):
         super().__init__()
         if name not in DATASETS:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown data set {name!r}; valid names: {', '.join(sorted(DATASETS))}"
             )
         if batch_size < 1:
-            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
         self.name = name
         self.root = root
         self.image_size = image_size
@@ -203,7 +223,7 @@ class SimCLRDataModule(L.LightningDataModule):
     def per_device_batch_size(self) -> int:
         world_size = self.trainer.world_size if self.trainer is not None else 1
         if self.batch_size % world_size:
-            raise ValueError(
+            raise ConfigError(
                 f"data.batch_size={self.batch_size} (the global batch) does not divide by the "
                 f"{world_size} devices; choose a multiple of {world_size}"
             )
@@ -231,7 +251,7 @@ class SimCLRDataModule(L.LightningDataModule):
         dataset = Transformed(self.load_splits().train, self.pretrain_transform())
         batch_size = self.per_device_batch_size()
         if len(dataset) < batch_size:
-            raise ValueError(
+            raise ConfigError(
                 f"data.batch_size={self.batch_size} gives {batch_size} images per device, more "
                 f"than the {len(dataset)} training images of {self.name!r}; lower data.batch_size"
             )

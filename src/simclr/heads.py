@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from simclr.errors import ConfigError
+
 
 class ProjectionHead(nn.Module):
     """MLP ``(B, input_dim) -> (B, output_dim)``.
@@ -26,7 +28,7 @@ class ProjectionHead(nn.Module):
     ):
         super().__init__()
         if num_layers < 1:
-            raise ValueError(f"model.head.num_layers must be >= 1, got {num_layers}")
+            raise ConfigError(f"model.head.num_layers must be >= 1, got {num_layers}")
         hidden_dim = hidden_dim or input_dim
         layers: list[nn.Module] = []
         width = input_dim

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from simclr.errors import ConfigError
+
 
 class ContrastiveOutput(NamedTuple):
     """The loss (scalar, differentiable) and the contrastive top-1 accuracy (scalar, no grad):
@@ -34,14 +36,14 @@ class NTXentLoss(nn.Module):
     def __init__(self, temperature: float = 0.5):
         super().__init__()
         if not temperature > 0:
-            raise ValueError(f"model.temperature must be > 0, got {temperature}")
+            raise ConfigError(f"model.temperature must be > 0, got {temperature}")
         self.temperature = float(temperature)
 
     def forward(self, z: Tensor) -> ContrastiveOutput:
         if z.dim() != 3:
             raise ValueError(f"expected projections of shape (V, N, D), got {tuple(z.shape)}")
         if z.shape[0] < 2:
-            raise ValueError(f"NT-Xent needs at least 2 views per image, got {z.shape[0]}")
+            raise ConfigError(f"NT-Xent needs at least 2 views per image, got {z.shape[0]}")
         # Float32 at least, with autocast off: the logits feed a log-sum-exp.
         with torch.autocast(z.device.type, enabled=False):
             return self._contrast(z.to(torch.promote_types(z.dtype, torch.float32)))

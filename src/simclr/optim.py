@@ -20,6 +20,8 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from simclr.errors import ConfigError
+
 
 class LARS(Optimizer):
     """Layer-wise adaptive rate scaling on top of SGD with momentum.
@@ -38,7 +40,7 @@ class LARS(Optimizer):
         eps: float = 1e-8,
     ):
         if lr <= 0:
-            raise ValueError(f"optimizer.lr must be > 0, got {lr}")
+            raise ConfigError(f"optimizer.lr must be > 0, got {lr}")
         defaults = dict(
             lr=lr,
             momentum=momentum,
@@ -98,7 +100,7 @@ def scaled_learning_rate(base_lr: float, batch_size: int, scaling: str) -> float
         "none": lambda: base_lr,
     }
     if scaling not in rules:
-        raise ValueError(f"unknown optimizer.lr_scaling {scaling!r}; valid: {', '.join(rules)}")
+        raise ConfigError(f"unknown optimizer.lr_scaling {scaling!r}; valid: {', '.join(rules)}")
     return rules[scaling]()
 
 
@@ -116,11 +118,11 @@ def build_optimizer(
     ``options`` are the optimiser's own keyword arguments (momentum, betas, ...).
     """
     if lr <= 0:
-        raise ValueError(f"optimizer.lr must be > 0, got {lr}")
+        raise ConfigError(f"optimizer.lr must be > 0, got {lr}")
     if weight_decay < 0:
-        raise ValueError(f"optimizer.weight_decay must be >= 0, got {weight_decay}")
+        raise ConfigError(f"optimizer.weight_decay must be >= 0, got {weight_decay}")
     if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}")
+        raise ConfigError(f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}")
     groups = parameter_groups(model, weight_decay)
     if name != "lars":
         for group in groups:
@@ -161,7 +163,7 @@ def build_scheduler(
 ) -> LambdaLR:
     """Warm-up (given in epochs) then cosine decay, as a per-step LambdaLR."""
     if warmup_epochs < 0:
-        raise ValueError(f"scheduler.warmup_epochs must be >= 0, got {warmup_epochs}")
+        raise ConfigError(f"scheduler.warmup_epochs must be >= 0, got {warmup_epochs}")
     warmup_steps = min(total_steps, round(warmup_epochs * steps_per_epoch))
 
     def factor(step: int) -> float:

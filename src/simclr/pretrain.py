@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from simclr.backbones import build_backbone
+from simclr.errors import ConfigError
 from simclr.heads import ProjectionHead
 from simclr.loss import NTXentLoss
 from simclr.optim import build_optimizer, build_scheduler
@@ -47,7 +48,7 @@ class SimCLRModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         if num_views < 2:
-            raise ValueError(f"model.num_views must be >= 2, got {num_views}")
+            raise ConfigError(f"model.num_views must be >= 2, got {num_views}")
         self.encoder, self.feature_dim = build_backbone(image_size=image_size, **backbone)
         self.projection = ProjectionHead(self.feature_dim, **head)
         self.criterion = NTXentLoss(temperature)
@@ -56,14 +57,17 @@ class SimCLRModule(L.LightningModule):
         """The representation h ``(B, feature_dim)`` used downstream."""
         return self.encoder(images)
 
-    def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> Tensor:
-        views, _ = batch  # V tensors (N, 3, H, W); labels are not used by SimCLR
+    def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> dict:
+        """Returns the loss, plus the first view's detached representations ``(N, F)`` and the
+        labels ``(N,)`` for the monitors (SimCLR itself never sees the labels)."""
+        views, labels = batch  # V tensors (N, 3, H, W)
         num_views, num_images = len(views), views[0].shape[0]
-        z = self.projection(self.encoder(torch.cat(views)))  # one pass over all VN views
+        h = self.encoder(torch.cat(views))  # one pass over all VN views
+        z = self.projection(h)
         loss, accuracy = self.criterion(z.view(num_views, num_images, -1))
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
         self.log("train/contrastive_acc", accuracy, prog_bar=True, on_step=True, on_epoch=True)
-        return loss
+        return {"loss": loss, "features": h[:num_images].detach(), "labels": labels}
 
     def configure_optimizers(self):
         optimizer = build_optimizer(

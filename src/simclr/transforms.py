@@ -20,6 +20,8 @@ import torch
 from torch import Tensor
 from torchvision.transforms import v2
 
+from simclr.errors import ConfigError
+
 
 def blur_kernel_size(image_size: int) -> int:
     """10% of the image side, rounded down to an odd number of at least 3."""
@@ -79,7 +81,7 @@ class MultiViewTransform:
 
     def __init__(self, transform: Callable[..., Tensor], num_views: int = 2):
         if num_views < 2:
-            raise ValueError(f"model.num_views must be >= 2, got {num_views}")
+            raise ConfigError(f"model.num_views must be >= 2, got {num_views}")
         self.transform = transform
         self.num_views = num_views
 

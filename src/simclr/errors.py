@@ -1,0 +1,17 @@
+"""Errors that carry a message for the user: what is wrong and what to change.
+
+The entry points (``train.py``, ``finetune.py``) print such an error's message without a
+stack trace and exit with status 2; any other exception is a bug and keeps its trace.
+"""
+
+
+class SimCLRError(Exception):
+    """A problem the user can fix (a config value, a missing file); the message says how."""
+
+
+class ConfigError(SimCLRError, ValueError):
+    """A config value that cannot work, named with its key and the allowed values."""
+
+
+class DataError(SimCLRError):
+    """Data that is missing, empty or unreadable, named with its path."""
