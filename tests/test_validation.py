@@ -40,7 +40,9 @@ def test_global_batch_must_divide_by_the_devices(tmp_path):
     message = problems_of(tmp_path, "data.batch_size=250", "trainer.devices=4")
     assert "data.batch_size=250" in message and "4 devices" in message
     # devices x nodes
-    message = problems_of(tmp_path, "data.batch_size=256", "trainer.devices=3", "trainer.num_nodes=2")
+    message = problems_of(
+        tmp_path, "data.batch_size=256", "trainer.devices=3", "trainer.num_nodes=2"
+    )
     assert "6 devices" in message
     # Two devices as a list; "auto" is left to Lightning (the data module checks at run time).
     assert "2 devices" in problems_of(tmp_path, "data.batch_size=255", "trainer.devices=[0,1]")
@@ -110,21 +112,25 @@ def test_learning_rates_must_not_be_negative(tmp_path, override, key):
 
 
 def test_every_problem_is_reported_at_once(tmp_path):
-    message = problems_of(tmp_path, "model.temperature=0", "optimizer.name=adam", "model.num_views=1")
+    message = problems_of(
+        tmp_path, "model.temperature=0", "optimizer.name=adam", "model.num_views=1"
+    )
     assert "3 problem(s)" in message
     assert "model.temperature" in message and "optimizer.name" in message
 
 
 def test_run_checks_before_any_work(tmp_path):
     cfg = compose_config(["data=fake", "model.temperature=-1"], tmp_path)
-    with pytest.raises(ConfigError, match="model.temperature"):
+    with pytest.raises(ConfigError, match=r"model\.temperature"):
         run(cfg)
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics.json").exists()
 
 
 def test_train_py_prints_the_problem_and_exits_2(tmp_path):
     result = run_script(
-        "train.py", ["data=fake", "model.num_views=1", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path
+        "train.py",
+        ["data=fake", "model.num_views=1", f"hydra.run.dir={tmp_path / 'run'}"],
+        tmp_path,
     )
     assert result.returncode == 2
     assert "model.num_views=1" in result.stderr and "Traceback" not in result.stderr
@@ -153,7 +159,7 @@ def test_ckpt_path_last_is_the_newest_last_ckpt_of_this_task(tmp_path):
 
 def test_ckpt_path_last_without_an_earlier_run(tmp_path):
     cfg = compose_config(["ckpt_path=last"], tmp_path)
-    with pytest.raises(ConfigError, match="ckpt_path=last.*matches nothing"):
+    with pytest.raises(ConfigError, match=r"ckpt_path=last.*matches nothing"):
         resolve_ckpt_path(cfg)
 
 

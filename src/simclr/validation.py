@@ -44,7 +44,7 @@ def _walk(node, prefix: str = "") -> Iterator[tuple[str, object]]:
             # Leave unresolvable interpolations (e.g. ${hydra:...} outside a Hydra run) alone.
             try:
                 child = node[key]
-            except Exception:  # noqa: BLE001 - any resolution failure means "not checkable here"
+            except Exception:  # any resolution failure: not checkable here
                 continue
             yield from _walk(child, path)
     elif isinstance(node, ListConfig):
