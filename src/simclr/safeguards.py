@@ -145,12 +145,19 @@ class NonFiniteGuard(L.Callback):
     @staticmethod
     def _advice(skip: bool) -> str:
         text = (
-            "Training stopped before applying that step: no checkpoint holds non-finite "
-            "weights. Lower optimizer.lr (or warm up longer), then resume with ckpt_path=last"
+            "Training stopped before applying that step: no checkpoint holds non-finite weights. "
         )
         if skip:
-            text += ", or set callbacks.non_finite.action=skip to skip such steps"
-        return text + "."
+            text += (
+                "Resume with ckpt_path=last callbacks.non_finite.action=skip to skip such "
+                "steps, or start "
+            )
+        else:
+            text += "Start "
+        return text + (
+            "afresh with a lower optimizer.lr or a longer scheduler.warmup_epochs (a resumed "
+            "run keeps its checkpoint's learning rate)."
+        )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.action == "skip":
@@ -198,8 +205,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if broken is not None:
             raise NonFiniteError(
                 f"refusing to write checkpoint {path}: weight {broken!r} is not finite; the "
-                "checkpoints already on disk are kept. Lower optimizer.lr, then resume with "
-                "ckpt_path=last."
+                "checkpoints already on disk are kept. Start afresh with a lower optimizer.lr, "
+                "or keep callbacks.non_finite (it stops before a non-finite step is applied)."
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.partial")
