@@ -18,6 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from simclr.data import SimCLRDataModule
 from simclr.pretrain import SimCLRModule
+from simclr.safeguards import AtomicCheckpointIO
+from simclr.validation import resolve_ckpt_path, validate_config
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,15 @@ def write_metrics(metrics: dict, output_dir: str | Path) -> Path:
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
-    """Pre-train as ``cfg`` says; returns the final logged metrics (also in ``metrics.json``)."""
+    """Pre-train as ``cfg`` says; returns the final logged metrics (also in ``metrics.json``).
+
+    The config is checked, and ``ckpt_path`` resolved (``last``: the newest ``last.ckpt`` of
+    this task's earlier runs), before any work starts.
+    """
+    validate_config(cfg)
+    ckpt_path = resolve_ckpt_path(cfg)
+    if ckpt_path is not None:
+        log.info("resuming from %s", ckpt_path)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
@@ -69,9 +79,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
         cfg.trainer,
         callbacks=instantiate_all(cfg.get("callbacks")),
         logger=instantiate_all(cfg.get("logger")) or False,
+        # Checkpoints are written atomically (never a truncated last.ckpt) and never with
+        # non-finite weights.
+        plugins=[AtomicCheckpointIO()],
     )
     log.info("output folder: %s", cfg.paths.output_dir)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {
         name: float(value)
         for name, value in trainer.callback_metrics.items()
