@@ -524,6 +524,7 @@ def test_a_corrupt_image_stops_the_run_naming_it(tmp_path, workers):
     # One line for the user, even when a worker process met the file.
     assert message.startswith(f"cannot decode image file {garbage} (")
     assert "Traceback" not in message and "data.options.skip_corrupt=true" in message
+    assert f"cannot identify image file '{garbage}'" in message  # PIL's reason, plain path
     with pytest.raises(DataError, match=f"cannot decode image file {truncated}"):
         ImageFiles([str(truncated)], [0])[0]
 

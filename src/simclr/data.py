@@ -154,7 +154,7 @@ class ImageFiles(Dataset):
         return ImageFiles(self.paths[indices], self.labels.numpy()[indices], self.skip_corrupt)
 
     def _decode(self, index: int) -> Image.Image:
-        with Image.open(self.paths[index]) as image:
+        with Image.open(str(self.paths[index])) as image:
             if image.mode == "P" and "transparency" in image.info:
                 image = image.convert("RGBA")  # as PIL advises for such palettes
             return image.convert("RGB")  # decodes every pixel, so truncation shows here
@@ -165,7 +165,7 @@ class ImageFiles(Dataset):
             try:
                 return self._decode(candidate), int(self.labels[candidate])
             except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-                path = self.paths[candidate]
+                path = str(self.paths[candidate])
                 if not self.skip_corrupt:
                     raise UndecodableImageError(
                         f"cannot decode image file {path} ({type(error).__name__}: {error}); "
