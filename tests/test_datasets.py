@@ -632,33 +632,49 @@ def test_train_py_on_cifar10_files(tmp_path, monkeypatch):
     assert (tmp_path / "run" / "metrics.json").exists()
 
 
+CORRUPT_RUN = [
+    "data=imagefolder",
+    "data.download=false",
+    "data.image_size=32",
+    "data.batch_size=10",  # the whole of train/: the one fast_dev_run batch reads every file
+    "backbone=resnet18_slim",
+    "trainer=cpu",
+    "trainer.fast_dev_run=true",
+]
+
+
+def test_a_corrupt_image_stops_the_run(tmp_path):
+    root = tmp_path / "images"
+    garbage, truncated = corrupt_folder(root)
+    cfg = compose_config(
+        [*FAST_OVERRIDES, *CORRUPT_RUN, f"data.root={root}", "data.num_workers=1"], tmp_path
+    )
+    with pytest.raises(UndecodableImageError) as error:
+        run(cfg)
+    assert str(error.value).startswith(
+        (f"cannot decode image file {garbage}", f"cannot decode image file {truncated}")
+    )
+
+
 def test_train_py_skips_corrupt_images_when_asked(tmp_path):
     root = tmp_path / "images"
-    garbage, _ = corrupt_folder(root)
-    common = [
-        "data=imagefolder",
-        f"data.root={root}",
-        "data.download=false",
-        "data.image_size=32",
-        "data.batch_size=10",
-        "data.num_workers=0",
-        "backbone=resnet18_slim",
-        "trainer=cpu",
-        "trainer.fast_dev_run=true",
-    ]
-    result = run_script("train.py", [*common, f"hydra.run.dir={tmp_path / 'a'}"], cwd=tmp_path)
-    assert result.returncode == 2
-    assert f"error: cannot decode image file {garbage}" in result.stderr
-    assert "Traceback" not in result.stderr
-
+    garbage, truncated = corrupt_folder(root)
     result = run_script(
         "train.py",
-        [*common, "data.options.skip_corrupt=true", f"hydra.run.dir={tmp_path / 'b'}"],
+        [
+            *CORRUPT_RUN,
+            f"data.root={root}",
+            "data.num_workers=1",
+            "data.options.skip_corrupt=true",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
+    # Logged by the worker process that met each file, then counted by the main process.
     assert f"skipping image file that cannot be decoded: {garbage}" in output
+    assert f"skipping image file that cannot be decoded: {truncated}" in output
     assert "skipped 2 image file(s) that could not be decoded" in output
 
 
