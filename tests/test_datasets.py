@@ -29,6 +29,7 @@ from simclr.data import (
     ImageFiles,
     SimCLRDataModule,
     UndecodableImageError,
+    balanced_subset,
     load_cifar10,
     load_cifar100,
     load_image_folder,
@@ -273,6 +274,9 @@ def test_cifar10_reads_the_pickle_batches(tmp_path, monkeypatch):
     # The held-out split is fixed by the seed.
     again = load_cifar10(str(tmp_path), 32, download=False, val_fraction=0.2, split_seed=1)
     assert torch.equal(again.val.images, splits.val.images)
+    # Fine-tuning's label fractions draw from these labels: half of each class's four.
+    subset = balanced_subset(splits.train.labels, 0.5, seed=0)
+    assert torch.bincount(splits.train.labels[subset], minlength=10).tolist() == [2] * 10
 
 
 def test_cifar100_uses_the_fine_labels(tmp_path, monkeypatch):
