@@ -9,6 +9,7 @@ from conftest import CONFIG_DIR, ROOT, compose_config, run_script
 GROUPS = [
     "data",
     "data/augment",
+    "data/loader",
     "backbone",
     "model",
     "optimizer",
