@@ -69,6 +69,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         cfg.trainer,
         callbacks=instantiate_all(cfg.get("callbacks")),
         logger=instantiate_all(cfg.get("logger")) or False,
+        # Manual optimisation (gradient caching): the module clips, Lightning must not.
+        **({} if model.automatic_optimization else {"gradient_clip_val": None}),
     )
     log.info("output folder: %s", cfg.paths.output_dir)
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
