@@ -5,6 +5,14 @@ framework grew from): for an anchor, every other view of the same image is a pos
 every view of another image a negative. Each (anchor, positive) pair is one cross-entropy term
 over the VN - 1 candidates that are not the anchor itself; the loss is their mean. With V = 2
 this is exactly the paper's loss, and identical embeddings give log(VN - 1).
+
+Across devices (DDP, several processes): each rank's anchors are its own VN projections, its
+candidates the projections of every rank, gathered by :func:`gather_across_ranks`. Its backward
+sums the gradients that every rank's loss sends to a rank's projections and hands that rank its
+slice: without that sum, a rank's projections only learn from its own anchors and the gradient
+is wrong (the most reported bug of public SimCLR code). With the mean over the W ranks that DDP
+applies to the parameter gradients, loss and gradients are those of one process holding the
+whole global batch.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -26,11 +35,57 @@ class ContrastiveOutput(NamedTuple):
     accuracy: Tensor
 
 
+def distributed_world() -> tuple[int, int]:
+    """``(rank, world_size)`` of the default process group; ``(0, 1)`` without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class _GatherWithGradient(torch.autograd.Function):
+    """All-gather along dim 0 whose backward returns this rank's slice of the summed gradient.
+
+    Forward: every rank's ``(n, ...)`` tensor, concatenated in rank order: ``(W n, ...)``.
+    Backward: each rank holds the gradient of *its own* loss with respect to all W slices; the
+    gradient of the sum of the losses with respect to this rank's input is the sum over ranks
+    of their gradients for this rank's slice (all-reduce, then slice).
+    """
+
+    @staticmethod
+    def forward(ctx, tensor: Tensor) -> Tensor:
+        rank, world_size = distributed_world()
+        tensor = tensor.contiguous()
+        gathered = [torch.empty_like(tensor) for _ in range(world_size)]
+        dist.all_gather(gathered, tensor)
+        ctx.rank, ctx.size = rank, tensor.shape[0]
+        return torch.cat(gathered)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[ctx.rank * ctx.size : (ctx.rank + 1) * ctx.size]
+
+
+def gather_across_ranks(tensor: Tensor) -> Tensor:
+    """Every rank's ``tensor`` (same shape on all), concatenated along dim 0 in rank order,
+    with gradients flowing back to the rank each slice came from. The tensor itself when there
+    is a single process."""
+    if distributed_world()[1] == 1:
+        return tensor
+    return _GatherWithGradient.apply(tensor)
+
+
 class NTXentLoss(nn.Module):
     """NT-Xent over ``z`` of shape ``(V, N, D)``: V views of N images, D-dim projections.
 
     Cosine similarities are divided by ``temperature`` and fed to a log-sum-exp, never to a
     raw ``exp``, so the loss stays finite at temperatures of 0.05 and below.
+
+    Under DDP (W > 1 processes) ``z`` is this rank's share of the batch: its anchors are
+    contrasted with the ``(W V N)`` projections of every rank, and the loss is the mean over
+    this rank's anchors (the mean over ranks, which DDP's gradient averaging takes, is the
+    global loss).
     """
 
     def __init__(self, temperature: float = 0.5):
@@ -48,6 +103,10 @@ class NTXentLoss(nn.Module):
         with torch.autocast(z.device.type, enabled=False):
             return self._contrast(z.to(torch.promote_types(z.dtype, torch.float32)))
 
+    def gather(self, flat: Tensor) -> Tensor:
+        """The candidates: every rank's ``(V N, D)`` projections, ``(W V N, D)`` in rank order."""
+        return gather_across_ranks(flat)
+
     @staticmethod
     def _positive_index(rows: Tensor, num_views: int, num_images: int) -> Tensor:
         shifts = torch.arange(1, num_views, device=rows.device) * num_images
@@ -57,15 +116,21 @@ class NTXentLoss(nn.Module):
         num_views, num_images, _ = z.shape
         z = F.normalize(z, dim=-1)
         flat = z.reshape(num_views * num_images, -1)
-        # logits[i, k] = cos(z_i, z_k) / t; an anchor is never its own candidate.
-        logits = (flat / self.temperature) @ flat.T
-        logits.fill_diagonal_(float("-inf"))
-        # Row i (view a, image n) has its positives at the same image in the other views.
+        candidates = self.gather(flat)
+        # This rank's anchors sit at rows offset ... offset + VN - 1 of the candidates.
+        offset = distributed_world()[0] * flat.shape[0] if candidates is not flat else 0
+        # logits[i, k] = cos(z_i, candidate_k) / t; an anchor is never its own candidate.
+        logits = (flat / self.temperature) @ candidates.T
         rows = torch.arange(flat.shape[0], device=z.device)
-        positives = logits.gather(1, self._positive_index(rows, num_views, num_images))
+        logits[rows, rows + offset] = float("-inf")
+        # Row i (view a, image n) has its positives at the same image in the other views.
+        positive_index = self._positive_index(rows, num_views, num_images) + offset
+        positives = logits.gather(1, positive_index)
         # One cross-entropy term per (anchor, positive): logsumexp(row) - positive logit.
         loss = (torch.logsumexp(logits, dim=1, keepdim=True) - positives).mean()
         with torch.no_grad():
-            nearest = logits.argmax(dim=1)
-            accuracy = (nearest % num_images == rows % num_images).float().mean()
+            # Correct when the nearest candidate is on this rank and is the same image.
+            nearest = logits.argmax(dim=1) - offset
+            same_rank = (nearest >= 0) & (nearest < flat.shape[0])
+            accuracy = (same_rank & (nearest % num_images == rows % num_images)).float().mean()
         return ContrastiveOutput(loss, accuracy)

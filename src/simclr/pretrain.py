@@ -7,12 +7,15 @@ the Hydra config tree.
 
 from __future__ import annotations
 
+import contextlib
+
 import lightning as L
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from simclr.backbones import build_backbone
 from simclr.errors import ConfigError
+from simclr.gradcache import gradient_cached_step
 from simclr.heads import ProjectionHead
 from simclr.loss import NTXentLoss
 from simclr.optim import build_optimizer, build_scheduler
@@ -32,6 +35,11 @@ class SimCLRModule(L.LightningModule):
         image_size: side of the training views in pixels (chooses the stem).
         batch_size: global batch (images per optimiser step over all devices), for the
             learning-rate scaling.
+        micro_batch_size: images per forward pass for gradient caching (exact NT-Xent over the
+            whole batch with the memory of a micro-batch, see :mod:`simclr.gradcache`); the
+            optimisation is then manual. ``None``: one pass over the batch.
+        gradient_clip_val, gradient_clip_algorithm: gradient clipping done by the module in
+            the gradient-caching mode (Lightning clips only in automatic optimisation).
     """
 
     def __init__(
@@ -44,11 +52,20 @@ class SimCLRModule(L.LightningModule):
         batch_size: int,
         temperature: float = 0.5,
         num_views: int = 2,
+        micro_batch_size: int | None = None,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str = "norm",
     ):
         super().__init__()
         self.save_hyperparameters()
         if num_views < 2:
             raise ConfigError(f"model.num_views must be >= 2, got {num_views}")
+        if micro_batch_size is not None and micro_batch_size < 1:
+            raise ConfigError(
+                f"model.micro_batch_size must be >= 1 or null, got {micro_batch_size}"
+            )
+        # Gradient caching runs its own backward passes.
+        self.automatic_optimization = micro_batch_size is None
         self.encoder, self.feature_dim = build_backbone(image_size=image_size, **backbone)
         self.projection = ProjectionHead(self.feature_dim, **head)
         self.criterion = NTXentLoss(temperature)
@@ -57,17 +74,59 @@ class SimCLRModule(L.LightningModule):
         """The representation h ``(B, feature_dim)`` used downstream."""
         return self.encoder(images)
 
+    def on_fit_start(self) -> None:
+        # torch's SyncBatchNorm refuses CPU tensors, with a message that does not say what to do.
+        synced = any(isinstance(m, nn.SyncBatchNorm) for m in self.modules())
+        if synced and self.trainer.world_size > 1 and self.device.type == "cpu":
+            raise ConfigError(
+                "trainer.sync_batchnorm=true needs GPUs (torch's SyncBatchNorm does not run on "
+                "CPU); set trainer.sync_batchnorm=false for a multi-process CPU run"
+            )
+
     def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> dict:
         """Returns the loss, plus the first view's detached representations ``(N, F)`` and the
         labels ``(N,)`` for the monitors (SimCLR itself never sees the labels)."""
         views, labels = batch  # V tensors (N, 3, H, W)
-        num_views, num_images = len(views), views[0].shape[0]
-        h = self.encoder(torch.cat(views))  # one pass over all VN views
-        z = self.projection(h)
-        loss, accuracy = self.criterion(z.view(num_views, num_images, -1))
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
-        self.log("train/contrastive_acc", accuracy, prog_bar=True, on_step=True, on_epoch=True)
-        return {"loss": loss, "features": h[:num_images].detach(), "labels": labels}
+        if self.automatic_optimization:
+            num_views, num_images = len(views), views[0].shape[0]
+            h = self.encoder(torch.cat(views))  # one pass over all VN views
+            z = self.projection(h)
+            loss, accuracy = self.criterion(z.view(num_views, num_images, -1))
+            features = h[:num_images].detach()
+        else:
+            loss, accuracy, features = self._gradient_cached_step(views)
+        # Under DDP each rank's loss covers its own anchors: log the mean over ranks.
+        for name, value in (("train/loss", loss), ("train/contrastive_acc", accuracy)):
+            self.log(name, value, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+        return {"loss": loss, "features": features, "labels": labels}
+
+    def _encode(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.encoder(images)
+        return h, self.projection(h)
+
+    def _gradient_cached_step(self, views: list[Tensor]):
+        """One optimiser step over the batch, forwarded ``micro_batch_size`` images at a time."""
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        step = gradient_cached_step(
+            self,
+            self._encode,
+            views,
+            self.criterion,
+            self.hparams.micro_batch_size,
+            backward=self.manual_backward,
+            # DDP: reduce the gradients once, after the last micro-batch.
+            no_sync=getattr(self.trainer.strategy, "block_backward_sync", contextlib.nullcontext),
+        )
+        if self.hparams.gradient_clip_val:
+            self.clip_gradients(
+                optimizer,
+                gradient_clip_val=self.hparams.gradient_clip_val,
+                gradient_clip_algorithm=self.hparams.gradient_clip_algorithm,
+            )
+        optimizer.step()
+        self.lr_schedulers().step()
+        return step
 
     def configure_optimizers(self):
         optimizer = build_optimizer(

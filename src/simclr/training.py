@@ -82,6 +82,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         # Checkpoints are written atomically (never a truncated last.ckpt) and never with
         # non-finite weights.
         plugins=[AtomicCheckpointIO()],
+        # Manual optimisation (gradient caching): the module clips, Lightning must not.
+        **({} if model.automatic_optimization else {"gradient_clip_val": None}),
     )
     log.info("output folder: %s", cfg.paths.output_dir)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
