@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 TEST_ARGS ?=
 
-.PHONY: help install train test test-all lint format tb clean
+.PHONY: help install train test test-all lint format tb bench clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ lint: $(STAMP) ## Check style with ruff
 format: $(STAMP) ## Format and fix what ruff can
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+bench: $(STAMP) ## CPU benchmark: a pre-training step against the encoder's ceiling (< 10 min)
+	$(BIN)/python bench/cpu.py
 
 tb: $(STAMP) ## TensorBoard on the logs folder
 	$(BIN)/tensorboard --logdir logs

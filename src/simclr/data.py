@@ -45,7 +45,9 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from torchvision import datasets as tv_datasets
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.datasets.utils import check_integrity, extract_archive
+from torchvision.transforms import v2
 
+from simclr.batch_augment import BatchAugmentation
 from simclr.errors import ConfigError, DataError
 from simclr.transforms import MultiViewTransform, evaluation_transform, simclr_augmentation
 
@@ -696,6 +698,7 @@ class SimCLRDataModule(L.LightningDataModule):
         persistent_workers: bool = True,
         prefetch_factor: int | None = 2,
         drop_last: bool = True,
+        augment_on_device: bool | None = None,
     ):
         super().__init__()
         if name not in DATASETS:
@@ -730,6 +733,8 @@ class SimCLRDataModule(L.LightningDataModule):
         self.persistent_workers = persistent_workers
         self.prefetch_factor = prefetch_factor
         self.drop_last = drop_last
+        self.augment_on_device = augment_on_device
+        self.batch_augmentation: BatchAugmentation | None = None
         self.splits: LabelledSplits | None = None
 
     @property
@@ -807,7 +812,10 @@ class SimCLRDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        dataset = Transformed(self.pretrain_dataset(), self.pretrain_transform())
+        # On-device augmentation: the loader only stacks uint8 images; the views are drawn
+        # after the batch reached the accelerator (on_after_batch_transfer).
+        transform = v2.ToImage() if self.views_on_device() else self.pretrain_transform()
+        dataset = Transformed(self.pretrain_dataset(), transform)
         batch_size = self.per_device_batch_size()
         if len(dataset) < batch_size:
             raise ConfigError(
@@ -815,6 +823,26 @@ class SimCLRDataModule(L.LightningDataModule):
                 f"than the {len(dataset)} training images of {self.name!r}; lower data.batch_size"
             )
         return self._loader(dataset, batch_size, train=True)
+
+    def views_on_device(self) -> bool:
+        """``augment_on_device``, where ``None`` means: on an accelerator, not on a CPU (where
+        bench/cpu.py measured the per-image pipeline in workers to be faster)."""
+        if self.augment_on_device is not None:
+            return self.augment_on_device
+        return self.trainer is not None and self.trainer.strategy.root_device.type != "cpu"
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """With ``augment_on_device``, turns a training batch of uint8 images into V views
+        drawn per image by :class:`simclr.batch_augment.BatchAugmentation`, on the device."""
+        if not self.views_on_device() or (self.trainer is not None and not self.trainer.training):
+            return batch
+        images, labels = batch
+        if self.batch_augmentation is None:
+            self.batch_augmentation = BatchAugmentation(
+                self.image_size, self.mean, self.std, **self.augment
+            )
+        augment = self.batch_augmentation.to(images.device)
+        return [augment(images) for _ in range(self.num_views)], labels
 
     def labelled_dataloader(self, split: str) -> DataLoader:
         """A labelled split (``train``, ``val`` or ``test``) with the evaluation transform."""
