@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from simclr.errors import ConfigError
 
@@ -76,6 +77,58 @@ def gather_across_ranks(tensor: Tensor) -> Tensor:
     return _GatherWithGradient.apply(tensor)
 
 
+class _NTXent(torch.autograd.Function):
+    """NT-Xent from L2-normalised anchors ``(A, D)`` and candidates ``(C, D)``, fused.
+
+    ``logits = anchors @ candidates.T / t`` with each anchor's own column (``self_index``) at
+    -inf; the loss is the mean over anchors and their P positives (``positive_index``, (A, P))
+    of ``logsumexp(row) - logit(positive)``. The backward is written out: the gradient with
+    respect to the logits is ``(softmax - positives / P) / A``, formed in place in the saved
+    logits, then two matrix products. This keeps one (A, C) matrix alive instead of the four
+    that autograd keeps for the same expression, and was measured faster than a plain masked
+    cross-entropy (bench/cpu.py, loss_vs_reference_n4096). Also returns each anchor's nearest
+    candidate (no gradient), for the contrastive accuracy.
+    """
+
+    @staticmethod
+    def forward(ctx, anchors, candidates, self_index, positive_index, temperature):
+        logits = anchors @ candidates.T
+        logits.mul_(1.0 / temperature)
+        rows = torch.arange(anchors.shape[0], device=anchors.device)
+        logits[rows, self_index] = float("-inf")
+        log_normaliser = torch.logsumexp(logits, dim=1)
+        positives = logits.gather(1, positive_index)
+        # Each term is >= 0 in floating point too: logsumexp(row) >= max(row).
+        loss = (log_normaliser[:, None] - positives).mean()
+        nearest = logits.argmax(dim=1)
+        ctx.mark_non_differentiable(nearest)
+        ctx.save_for_backward(anchors, candidates, logits, log_normaliser, positive_index)
+        ctx.temperature = temperature
+        ctx.spent = False
+        return loss, nearest
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_loss, _grad_nearest):
+        if ctx.spent:
+            raise RuntimeError("NT-Xent's backward runs once: it reuses its saved logits")
+        ctx.spent = True
+        anchors, candidates, logits, log_normaliser, positive_index = ctx.saved_tensors
+        num_positives = positive_index.shape[1]
+        grad = logits.sub_(log_normaliser[:, None]).exp_()  # softmax over each row
+        grad.scatter_add_(
+            1,
+            positive_index,
+            torch.full(
+                positive_index.shape, -1.0 / num_positives, dtype=grad.dtype, device=grad.device
+            ),
+        )
+        grad.mul_(grad_loss / (anchors.shape[0] * ctx.temperature))
+        grad_anchors = grad @ candidates if ctx.needs_input_grad[0] else None
+        grad_candidates = grad.T @ anchors if ctx.needs_input_grad[1] else None
+        return grad_anchors, grad_candidates, None, None, None
+
+
 class NTXentLoss(nn.Module):
     """NT-Xent over ``z`` of shape ``(V, N, D)``: V views of N images, D-dim projections.
 
@@ -119,18 +172,15 @@ class NTXentLoss(nn.Module):
         candidates = self.gather(flat)
         # This rank's anchors sit at rows offset ... offset + VN - 1 of the candidates.
         offset = distributed_world()[0] * flat.shape[0] if candidates is not flat else 0
-        # logits[i, k] = cos(z_i, candidate_k) / t; an anchor is never its own candidate.
-        logits = (flat / self.temperature) @ candidates.T
         rows = torch.arange(flat.shape[0], device=z.device)
-        logits[rows, rows + offset] = float("-inf")
         # Row i (view a, image n) has its positives at the same image in the other views.
         positive_index = self._positive_index(rows, num_views, num_images) + offset
-        positives = logits.gather(1, positive_index)
-        # One cross-entropy term per (anchor, positive): logsumexp(row) - positive logit.
-        loss = (torch.logsumexp(logits, dim=1, keepdim=True) - positives).mean()
+        loss, nearest = _NTXent.apply(
+            flat, candidates, rows + offset, positive_index, self.temperature
+        )
         with torch.no_grad():
             # Correct when the nearest candidate is on this rank and is the same image.
-            nearest = logits.argmax(dim=1) - offset
+            nearest = nearest - offset
             same_rank = (nearest >= 0) & (nearest < flat.shape[0])
             accuracy = (same_rank & (nearest % num_images == rows % num_images)).float().mean()
         return ContrastiveOutput(loss, accuracy)
