@@ -131,10 +131,10 @@ def test_random_initialisation_needs_a_backbone_and_then_runs(tmp_path):
 def test_a_file_that_is_no_checkpoint_is_named(tmp_path):
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(torch.randint(0, 256, (1000,), dtype=torch.uint8).numpy().tobytes())
-    with pytest.raises(DataError, match="junk.ckpt is not a PyTorch checkpoint"):
+    with pytest.raises(DataError, match=r"junk\.ckpt is not a PyTorch checkpoint"):
         run(finetune_config(tmp_path, f"pretrained_ckpt={junk}"))
     missing = tmp_path / "nowhere.ckpt"
-    with pytest.raises(DataError, match="nowhere.ckpt does not exist"):
+    with pytest.raises(DataError, match=r"nowhere\.ckpt does not exist"):
         run(finetune_config(tmp_path, f"pretrained_ckpt={missing}"))
 
 
@@ -146,13 +146,16 @@ def test_a_checkpoint_of_another_backbone_is_refused(pretrained, tmp_path):
     state["hyper_parameters"]["backbone"]["width"] = 0.25
     edited = tmp_path / "edited.ckpt"
     torch.save(state, edited)
-    with pytest.raises(DataError, match="edited.ckpt do not fit the backbone slim_resnet18"):
+    with pytest.raises(DataError, match=r"edited\.ckpt do not fit the backbone slim_resnet18"):
         run(finetune_config(tmp_path, f"pretrained_ckpt={edited}"))
 
 
 def test_overriding_the_image_size_warns(pretrained, tmp_path, caplog):
     cfg = finetune_config(
-        tmp_path, f"pretrained_ckpt={pretrained}", "mode=linear", "image_size=24",
+        tmp_path,
+        f"pretrained_ckpt={pretrained}",
+        "mode=linear",
+        "image_size=24",
         "trainer.fast_dev_run=true",
     )
     with caplog.at_level(logging.WARNING):

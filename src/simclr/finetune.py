@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Sequence
 
 import hydra
@@ -257,7 +258,8 @@ def resolve_image_size(
         return requested or data_default
     if requested is not None and requested != weights.image_size:
         log.warning(
-            "image_size=%d overrides the %d px the encoder was pre-trained at", requested,
+            "image_size=%d overrides the %d px the encoder was pre-trained at",
+            requested,
             weights.image_size,
         )
     return requested or weights.image_size
@@ -293,7 +295,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
         log.info("encoder %s randomly initialised (baseline)", describe(backbone))
     log.info(
         "mode %s; training on %d labelled images (label_fraction=%s)",
-        cfg.mode, len(datamodule.train_indices), cfg.label_fraction,
+        cfg.mode,
+        len(datamodule.train_indices),
+        cfg.label_fraction,
     )
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer,
@@ -301,7 +305,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
         logger=instantiate_all(cfg.get("logger")) or False,
     )
     log.info("output folder: %s", cfg.paths.output_dir)
-    trainer.fit(model, datamodule=datamodule)
+    with warnings.catch_warnings():
+        if not model.train_encoder:  # the frozen encoder is in eval mode on purpose
+            warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+        trainer.fit(model, datamodule=datamodule)
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k == "val/acc_best"}
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if not best:
