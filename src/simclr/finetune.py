@@ -58,6 +58,11 @@ class FineTuneModule(L.LightningModule):
         optimizer: :func:`simclr.optim.build_optimizer`'s arguments without the model/batch.
         scheduler: :func:`simclr.optim.build_scheduler`'s (``warmup_epochs``, ``min_lr_ratio``).
         batch_size: global batch, for the learning-rate scaling.
+        head_batch_norm: put a BatchNorm without affine parameters on h before the linear
+            layer (as MAE's linear probing, He et al. 2021): it standardises every feature, so
+            one learning rate suits encoders whose features differ in scale by orders of
+            magnitude (a random encoder's are tiny), and at test time it is a fixed affine map,
+            so the head stays a linear classifier.
     """
 
     def __init__(
@@ -69,6 +74,7 @@ class FineTuneModule(L.LightningModule):
         optimizer: dict,
         scheduler: dict,
         batch_size: int,
+        head_batch_norm: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -78,7 +84,11 @@ class FineTuneModule(L.LightningModule):
         self.encoder, self.feature_dim = build_backbone(image_size=image_size, **backbone)
         self.encoder.requires_grad_(self.train_encoder)
         self.encoder.train(self.train_encoder)
-        self.classifier = nn.Linear(self.feature_dim, num_classes)
+        linear = nn.Linear(self.feature_dim, num_classes)
+        if head_batch_norm:
+            self.classifier = nn.Sequential(nn.BatchNorm1d(self.feature_dim, affine=False), linear)
+        else:
+            self.classifier = linear
         metrics = {
             name: MulticlassAccuracy(num_classes, top_k=k, average="micro")
             for name, k in TOP_K.items()
@@ -287,6 +297,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         optimizer=plain(cfg.optimizer),
         scheduler=plain(cfg.scheduler),
         batch_size=cfg.data.batch_size,
+        head_batch_norm=cfg.head_batch_norm,
     )
     if weights is not None:
         load_encoder_weights(model.encoder, weights)
