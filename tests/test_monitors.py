@@ -130,3 +130,21 @@ def test_bad_monitor_settings_are_config_errors():
         WeightedKNN(every_n_epochs=0)
     with pytest.raises(ConfigError, match="temperature"):
         WeightedKNN(temperature=0)
+
+
+def test_probe_learns_only_from_labelled_images():
+    """STL-10's unlabeled split reaches training_step with label -1: the probe skips those."""
+    from types import SimpleNamespace
+
+    probe = OnlineLinearProbe(lr=0.1)
+    module = SimpleNamespace(feature_dim=4, device=torch.device("cpu"), log=lambda *a, **k: None)
+    trainer = SimpleNamespace(datamodule=SimpleNamespace(num_classes=3))
+    probe.setup(trainer, module, "fit")
+    probe.on_fit_start(trainer, module)
+    before = [p.detach().clone() for p in probe.probe.parameters()]
+    unlabelled = {"features": torch.randn(6, 4), "labels": torch.full((6,), -1)}
+    probe.on_train_batch_end(trainer, module, unlabelled, None, 0)
+    assert all(torch.equal(a, b) for a, b in zip(before, probe.probe.parameters(), strict=True))
+    mixed = {"features": torch.randn(6, 4), "labels": torch.tensor([-1, 0, 1, 2, -1, 1])}
+    probe.on_train_batch_end(trainer, module, mixed, None, 0)
+    assert not torch.equal(before[-1], probe.probe[-1].bias.detach())

@@ -160,6 +160,11 @@ class OnlineLinearProbe(_EpochMonitor):
         if not isinstance(outputs, dict) or "features" not in outputs:
             return
         features, labels = outputs["features"].detach().float(), outputs["labels"]
+        # Unlabelled images (STL-10's unlabeled split) carry label -1: the probe skips them.
+        labelled = labels >= 0
+        if not labelled.any():
+            return
+        features, labels = features[labelled], labels[labelled]
         with torch.enable_grad():
             logits = self.probe(features)
             loss = F.cross_entropy(logits, labels)
