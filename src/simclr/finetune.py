@@ -35,7 +35,7 @@ from simclr.backbones import build_backbone, use_small_stem
 from simclr.data import SimCLRDataModule, Transformed, balanced_subset
 from simclr.errors import ConfigError
 from simclr.export import EncoderWeights, describe, load_encoder_weights, read_encoder
-from simclr.optim import build_optimizer, build_scheduler
+from simclr.optim import lightning_optimization
 from simclr.training import instantiate_all, plain, write_metrics
 from simclr.transforms import simclr_augmentation
 
@@ -140,20 +140,9 @@ class FineTuneModule(L.LightningModule):
         self._step(batch, self.test_metrics, "test")
 
     def configure_optimizers(self):
-        optimizer = build_optimizer(
-            self, batch_size=self.hparams.batch_size, **self.hparams.optimizer
+        return lightning_optimization(
+            self, self.hparams.batch_size, self.hparams.optimizer, self.hparams.scheduler
         )
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        steps_per_epoch = max(
-            1, self.trainer.num_training_batches // self.trainer.accumulate_grad_batches
-        )
-        scheduler = build_scheduler(
-            optimizer, total_steps, steps_per_epoch, **self.hparams.scheduler
-        )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
-        }
 
 
 def dataset_labels(dataset: Dataset) -> Tensor:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -21,6 +22,9 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 from simclr.errors import ConfigError
+
+if TYPE_CHECKING:
+    import lightning as L
 
 
 class LARS(Optimizer):
@@ -170,3 +174,22 @@ def build_scheduler(
         return warmup_cosine_factor(step, warmup_steps, total_steps, min_lr_ratio)
 
     return LambdaLR(optimizer, factor)
+
+
+def lightning_optimization(
+    module: L.LightningModule, batch_size: int, optimizer: dict, scheduler: dict
+) -> dict:
+    """``configure_optimizers``' answer for ``module``: the optimiser over its parameter groups
+    at the rate scaled for ``batch_size``, and the warm-up + cosine schedule stepped at every
+    optimiser step, its length from the trainer's estimated stepping batches."""
+    built = build_optimizer(module, batch_size=batch_size, **optimizer)
+    total_steps = int(module.trainer.estimated_stepping_batches)
+    # Known once estimated_stepping_batches has set up the training loader.
+    steps_per_epoch = max(
+        1, module.trainer.num_training_batches // module.trainer.accumulate_grad_batches
+    )
+    schedule = build_scheduler(built, total_steps, steps_per_epoch, **scheduler)
+    return {
+        "optimizer": built,
+        "lr_scheduler": {"scheduler": schedule, "interval": "step", "frequency": 1},
+    }

@@ -18,7 +18,7 @@ from simclr.errors import ConfigError
 from simclr.gradcache import gradient_cached_step
 from simclr.heads import ProjectionHead
 from simclr.loss import NTXentLoss
-from simclr.optim import build_optimizer, build_scheduler
+from simclr.optim import lightning_optimization
 
 
 class SimCLRModule(L.LightningModule):
@@ -138,18 +138,6 @@ class SimCLRModule(L.LightningModule):
         return step
 
     def configure_optimizers(self):
-        optimizer = build_optimizer(
-            self, batch_size=self.hparams.batch_size, **self.hparams.optimizer
+        return lightning_optimization(
+            self, self.hparams.batch_size, self.hparams.optimizer, self.hparams.scheduler
         )
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        # Known once estimated_stepping_batches has set up the training loader.
-        steps_per_epoch = max(
-            1, self.trainer.num_training_batches // self.trainer.accumulate_grad_batches
-        )
-        scheduler = build_scheduler(
-            optimizer, total_steps, steps_per_epoch, **self.hparams.scheduler
-        )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
-        }
