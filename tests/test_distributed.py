@@ -20,6 +20,7 @@ import pytest
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.multiprocessing import ProcessExitedException
 from torch.utils.data import DataLoader, Dataset
 
 from simclr.loss import NTXentLoss, distributed_world, gather_across_ranks
@@ -132,8 +133,15 @@ def one_step(module: SimCLRModule, out_dir: Path, devices: int) -> list[dict]:
     )
     # Each process takes NUM_IMAGES / devices images (Lightning adds the distributed sampler).
     loader = DataLoader(FixedViews(), batch_size=NUM_IMAGES // devices, shuffle=False)
-    trainer.fit(module, train_dataloaders=loader)
-    return [torch.load(out_dir / f"rank{r}_of_{devices}.pt") for r in range(devices)]
+    records = [out_dir / f"rank{r}_of_{devices}.pt" for r in range(devices)]
+    try:
+        trainer.fit(module, train_dataloaders=loader)
+    except ProcessExitedException:
+        # gloo's threads sometimes abort a spawned process as it exits ("terminate called
+        # without an active exception"), after its work is done; the records tell.
+        if not all(path.exists() for path in records):
+            raise
+    return [torch.load(path) for path in records]
 
 
 def max_relative_difference(actual: dict, expected: dict) -> float:

@@ -829,20 +829,40 @@ class SimCLRDataModule(L.LightningDataModule):
         bench/cpu.py measured the per-image pipeline in workers to be faster)."""
         if self.augment_on_device is not None:
             return self.augment_on_device
-        return self.trainer is not None and self.trainer.strategy.root_device.type != "cpu"
+        strategy = getattr(self.trainer, "strategy", None)
+        return strategy is not None and strategy.root_device.type != "cpu"
 
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """With ``augment_on_device``, turns a training batch of uint8 images into V views
-        drawn per image by :class:`simclr.batch_augment.BatchAugmentation`, on the device."""
-        if not self.views_on_device() or (self.trainer is not None and not self.trainer.training):
-            return batch
-        images, labels = batch
+    def _batch_augmentation(self, device) -> BatchAugmentation:
         if self.batch_augmentation is None:
             self.batch_augmentation = BatchAugmentation(
                 self.image_size, self.mean, self.std, **self.augment
             )
-        augment = self.batch_augmentation.to(images.device)
+        return self.batch_augmentation.to(device)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """With ``augment_on_device``, turns a training batch of uint8 images into V views
+        drawn per image by :class:`simclr.batch_augment.BatchAugmentation`, on the device."""
+        if not self.views_on_device():
+            return batch
+        images, labels = batch
+        # Only the pre-training loader yields uint8 images here; the monitors' labelled batches
+        # (float, already transformed) pass through the same hook untouched.
+        if not isinstance(images, Tensor) or images.dtype != torch.uint8:
+            return batch
+        augment = self._batch_augmentation(images.device)
         return [augment(images) for _ in range(self.num_views)], labels
+
+    def preview_views(self, count: int) -> list[Tensor]:
+        """V views ``(n, 3, S, S)`` of the first ``n <= count`` pre-training images, drawn by
+        the pipeline that trains (per image, or batched on the device), for pictures."""
+        dataset = self.pretrain_dataset()
+        images = [dataset[i][0] for i in range(min(count, len(dataset)))]
+        if self.views_on_device():
+            batch = torch.stack([v2.functional.to_image(image) for image in images])
+            augment = self._batch_augmentation(batch.device)
+            return [augment(batch) for _ in range(self.num_views)]
+        views = [self.pretrain_transform()(image) for image in images]
+        return [torch.stack([per_image[v] for per_image in views]) for v in range(self.num_views)]
 
     def labelled_dataloader(self, split: str) -> DataLoader:
         """A labelled split (``train``, ``val`` or ``test``) with the evaluation transform."""

@@ -74,11 +74,12 @@ class TensorBoardPictures(Callback):
         writers = _image_loggers(trainer)
         if not writers:
             return
-        dataset = trainer.train_dataloader.dataset
-        samples = [dataset[i][0] for i in range(min(self.num_images, len(dataset)))]
-        rows = [torch.stack([views[v] for views in samples]) for v in range(len(samples[0]))]
+        # Drawn with a forked RNG, so the run's randomness (data order, augmentations) is the
+        # same with or without pictures.
+        with torch.random.fork_rng(devices=[]):
+            rows = trainer.datamodule.preview_views(self.num_images)  # V rows of n views
         grid = make_grid(
-            torch.cat(rows), nrow=len(samples), normalize=True, scale_each=True, pad_value=1
+            torch.cat(rows), nrow=len(rows[0]), normalize=True, scale_each=True, pad_value=1
         )
         for writer in writers:
             writer.add_image("views/pairs", grid, trainer.global_step)
