@@ -27,6 +27,7 @@ import torchvision
 from torch import Tensor, nn
 
 from simclr.errors import ConfigError
+from simclr.registry import registrar
 
 BackboneBuilder = Callable[..., tuple[nn.Module, int]]
 
@@ -36,16 +37,8 @@ SMALL_IMAGE_MAX_SIZE = 32
 WIDE_RESNET_WIDTHS = (1, 2, 4)
 
 
-def register_backbone(name: str) -> Callable[[BackboneBuilder], BackboneBuilder]:
-    """Register the decorated builder under ``name`` in :data:`BACKBONES`."""
-
-    def decorator(builder: BackboneBuilder) -> BackboneBuilder:
-        if name in BACKBONES:
-            raise ValueError(f"backbone {name!r} is registered twice")
-        BACKBONES[name] = builder
-        return builder
-
-    return decorator
+# Register the decorated builder under ``name`` in :data:`BACKBONES`.
+register_backbone = registrar(BACKBONES, "backbone")
 
 
 def use_small_stem(image_size: int, small_stem: bool | None) -> bool:

@@ -49,6 +49,7 @@ from torchvision.transforms import v2
 
 from simclr.batch_augment import BatchAugmentation
 from simclr.errors import ConfigError, DataError
+from simclr.registry import registrar
 from simclr.transforms import MultiViewTransform, evaluation_transform, simclr_augmentation
 
 log = logging.getLogger(__name__)
@@ -81,16 +82,8 @@ DATASETS: dict[str, DatasetLoader] = {}
 PRETRAIN_SPLITS = ("train", "val", "unlabeled")
 
 
-def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
-    """Register a loader ``(root, image_size, download=..., **options) -> LabelledSplits``."""
-
-    def decorator(loader: DatasetLoader) -> DatasetLoader:
-        if name in DATASETS:
-            raise ValueError(f"data set {name!r} is registered twice")
-        DATASETS[name] = loader
-        return loader
-
-    return decorator
+# Register a loader ``(root, image_size, download=..., **options) -> LabelledSplits``.
+register_dataset = registrar(DATASETS, "data set")
 
 
 class TensorImages(Dataset):
