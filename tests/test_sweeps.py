@@ -77,12 +77,12 @@ def test_slurm_launcher_takes_nodes_and_tasks_from_the_trainer(tmp_path):
     assert launcher["nodes"] == 3 and launcher["tasks_per_node"] == launcher["gpus_per_node"] == 4
 
 
-def test_optuna_preset_minimises_the_optimized_metric(tmp_path):
+def test_optuna_preset_maximises_the_knn_accuracy(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     cfg = compose_with_hydra(["hparams_search=optuna"], tmp_path)
     assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
-    assert cfg.hydra.sweeper.direction == "minimize"
-    assert cfg.optimized_metric == "train/loss_epoch"
+    assert cfg.hydra.sweeper.direction == "maximize"
+    assert cfg.optimized_metric == "val/knn_acc"
     assert "model.temperature" in cfg.hydra.sweeper.params
 
 
@@ -109,8 +109,8 @@ def test_optuna_sweep_runs_two_trials(tmp_path):
         assert "model.temperature=" in job.name
         assert (job / "checkpoints" / "last.ckpt").exists()
     results = OmegaConf.load(sweep / "optimization_results.yaml")
-    losses = [json.loads((j / "metrics.json").read_text())["train/loss_epoch"] for j in jobs]
-    assert results.best_value == pytest.approx(min(losses))
+    accuracies = [json.loads((j / "metrics.json").read_text())["val/knn_acc"] for j in jobs]
+    assert results.best_value == pytest.approx(max(accuracies))
 
 
 @pytest.mark.slow
