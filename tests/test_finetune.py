@@ -172,3 +172,19 @@ def test_finetune_py_prints_the_message_and_exits_2(tmp_path):
     assert result.returncode == 2
     assert "junk.bin is not a PyTorch checkpoint" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_bad_label_fraction_stops_before_any_work(tmp_path, monkeypatch):
+    from simclr import finetune
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("data was loaded before the config was checked")
+
+    monkeypatch.setattr(finetune, "FineTuneDataModule", no_data)
+    cfg = compose_config(
+        ["pretrained_ckpt=null", "backbone=resnet18_slim", "label_fraction=1.5"],
+        tmp_path,
+        config_name="finetune",
+    )
+    with pytest.raises(ConfigError, match=r"label_fraction=1.5: must be in \(0, 1\]"):
+        finetune.run(cfg)

@@ -17,7 +17,6 @@ the baseline).
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from collections.abc import Sequence
 
@@ -38,6 +37,7 @@ from simclr.export import EncoderWeights, describe, load_encoder_weights, read_e
 from simclr.optim import lightning_optimization
 from simclr.training import instantiate_all, plain, write_metrics
 from simclr.transforms import simclr_augmentation
+from simclr.validation import validate_config
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +266,11 @@ def resolve_image_size(
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Fine-tune or linearly evaluate as ``cfg`` says (``configs/finetune.yaml``); returns the
-    test metrics of the best validation checkpoint, also written to ``metrics.json``."""
+    test metrics of the best validation checkpoint, also written to ``metrics.json``.
+
+    The config is checked before any work, as for pre-training (``label_fraction`` included).
+    """
+    validate_config(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     weights = read_encoder(cfg.pretrained_ckpt) if cfg.pretrained_ckpt is not None else None
@@ -316,9 +320,6 @@ def run(cfg: DictConfig) -> dict[str, float]:
     results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
     metrics = {**fit_metrics, **{name: float(value) for name, value in results[0].items()}}
     metrics["train/num_images"] = float(len(datamodule.train_indices))
-    non_finite = [name for name, value in metrics.items() if not math.isfinite(value)]
-    if non_finite:
-        log.warning("non-finite metrics: %s", ", ".join(non_finite))
     path = write_metrics(metrics, cfg.paths.output_dir)
     for name, value in sorted(metrics.items()):
         print(f"{name}: {value:.4f}")

@@ -55,6 +55,10 @@ def build_model(cfg: DictConfig) -> SimCLRModule:
 
 
 def write_metrics(metrics: dict, output_dir: str | Path) -> Path:
+    """Write ``metrics`` to ``<output_dir>/metrics.json``, warning about non-finite values."""
+    non_finite = [name for name, value in metrics.items() if not math.isfinite(value)]
+    if non_finite:
+        log.warning("non-finite final metrics: %s", ", ".join(non_finite))
     path = Path(output_dir) / "metrics.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
@@ -92,9 +96,6 @@ def run(cfg: DictConfig) -> dict[str, float]:
         for name, value in trainer.callback_metrics.items()
         if isinstance(value, (int, float, torch.Tensor)) and torch.as_tensor(value).numel() == 1
     }
-    non_finite = [name for name, value in metrics.items() if not math.isfinite(value)]
-    if non_finite:
-        log.warning("non-finite final metrics: %s", ", ".join(non_finite))
     path = write_metrics(metrics, cfg.paths.output_dir)
     log.info("metrics written to %s", path)
     return metrics
