@@ -98,8 +98,7 @@ class SimCLRModule(L.LightningModule):
         views, labels = batch  # V tensors (N, 3, H, W)
         if self.automatic_optimization:
             num_views, num_images = len(views), views[0].shape[0]
-            h = self(torch.cat(views))  # one pass over all VN views
-            z = self.projection(h)
+            h, z = self._encode(torch.cat(views))  # one pass over all VN views
             loss, accuracy = self.criterion(z.view(num_views, num_images, -1))
             features = h[:num_images].detach()
         else:
