@@ -1,6 +1,7 @@
-"""Peak memory of one SimCLR training step: gradient caching against plain batches, on the CPU.
+"""Peak memory of one SimCLR training step: gradient caching and activation checkpointing
+against plain batches, on the CPU.
 
-    PYTHONPATH=src python bench/memory.py                       # all three cases
+    PYTHONPATH=src python bench/memory.py                       # all four cases
     PYTHONPATH=src python bench/memory.py --cases plain_128 cached_1024_by_128
 
 Each case runs in a fresh Python process (so one case's allocations cannot hide another's) and
@@ -21,10 +22,12 @@ import sys
 import time
 
 CASES = {
-    # name: (images in the batch, images per forward pass or None for one pass)
-    "plain_128": (128, None),
-    "cached_1024_by_128": (1024, 128),
-    "plain_1024": (1024, None),
+    # name: (images in the batch, images per forward pass or None for one pass,
+    #        activation checkpointing)
+    "plain_128": (128, None, False),
+    "cached_1024_by_128": (1024, 128, False),
+    "checkpointed_1024": (1024, None, True),
+    "plain_1024": (1024, None, False),
 }
 
 
@@ -46,7 +49,7 @@ def run_case(name: str, image_size: int, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    batch, micro = CASES[name]
+    batch, micro, checkpointing = CASES[name]
     module = SimCLRModule(
         backbone={"name": "resnet18"},
         head={},
@@ -54,6 +57,7 @@ def run_case(name: str, image_size: int, threads: int) -> dict:
         scheduler={"warmup_epochs": 0},
         image_size=image_size,
         batch_size=batch,
+        activation_checkpointing=checkpointing,
     ).train()
     optimizer = torch.optim.SGD(module.parameters(), lr=0.1, momentum=0.9)
     views = [torch.randn(batch, 3, image_size, image_size) for _ in range(2)]

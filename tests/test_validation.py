@@ -36,6 +36,12 @@ def test_at_least_two_views(tmp_path, value):
     assert f"model.num_views={value}" in message and ">= 2" in message
 
 
+@pytest.mark.parametrize("value", ["sometimes", "2"])
+def test_activation_checkpointing_is_auto_true_or_false(tmp_path, value):
+    message = problems_of(tmp_path, f"model.activation_checkpointing={value}")
+    assert "model.activation_checkpointing=" in message and "auto, true or false" in message
+
+
 def test_global_batch_must_divide_by_the_devices(tmp_path):
     message = problems_of(tmp_path, "data.batch_size=250", "trainer.devices=4")
     assert "data.batch_size=250" in message and "4 devices" in message

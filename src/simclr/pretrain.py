@@ -8,17 +8,21 @@ the Hydra config tree.
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import lightning as L
 import torch
 from torch import Tensor, nn
 
+from simclr import activation_checkpointing as recompute
 from simclr.backbones import build_backbone
 from simclr.errors import ConfigError
 from simclr.gradcache import gradient_cached_step
 from simclr.heads import ProjectionHead
 from simclr.loss import NTXentLoss
 from simclr.optim import lightning_optimization
+
+log = logging.getLogger(__name__)
 
 
 class SimCLRModule(L.LightningModule):
@@ -43,6 +47,10 @@ class SimCLRModule(L.LightningModule):
         channels_last: keep the encoder's weights and inputs in channels-last memory format
             (faster convolutions on CPUs and tensor-core GPUs; see bench/).
         compile_encoder: ``torch.compile`` the encoder (slow start, faster steps on GPUs).
+        activation_checkpointing: recompute each residual block's activations in the backward
+            pass instead of keeping them (same gradients, about a third more compute, much less
+            memory; see :mod:`simclr.activation_checkpointing`). ``"auto"``: on when one pass's
+            activations would not fit in the free memory, decided when training starts.
     """
 
     def __init__(
@@ -60,6 +68,7 @@ class SimCLRModule(L.LightningModule):
         gradient_clip_algorithm: str = "norm",
         channels_last: bool = False,
         compile_encoder: bool = False,
+        activation_checkpointing: bool | str = "auto",
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -74,6 +83,18 @@ class SimCLRModule(L.LightningModule):
         self.encoder, self.feature_dim = build_backbone(image_size=image_size, **backbone)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.encoder.to(memory_format=self.memory_format)
+        if activation_checkpointing not in recompute.CHECKPOINTING_MODES or not isinstance(
+            activation_checkpointing, (bool, str)
+        ):
+            raise ConfigError(
+                "model.activation_checkpointing must be auto, true or false, got "
+                f"{activation_checkpointing!r}"
+            )
+        # Stages that can recompute their activations; "auto" switches them on in on_fit_start.
+        self._checkpointed_stages = []
+        if activation_checkpointing is not False:
+            self._checkpointed_stages = recompute.checkpoint_stages(self.encoder)
+            self._set_checkpointing(activation_checkpointing is True)
         if compile_encoder:
             self.encoder.compile()  # in place: parameter names stay those of the encoder
         self.projection = ProjectionHead(self.feature_dim, **head)
@@ -91,6 +112,36 @@ class SimCLRModule(L.LightningModule):
                 "trainer.sync_batchnorm=true needs GPUs (torch's SyncBatchNorm does not run on "
                 "CPU); set trainer.sync_batchnorm=false for a multi-process CPU run"
             )
+        if self.hparams.activation_checkpointing == "auto":
+            self._choose_checkpointing()
+
+    def _set_checkpointing(self, enabled: bool) -> None:
+        for stage in self._checkpointed_stages:
+            stage.enabled = enabled
+
+    def _choose_checkpointing(self) -> None:
+        """``activation_checkpointing="auto"``: measure what one training pass would keep for
+        its backward pass on this device, and checkpoint if that does not fit comfortably."""
+        precision = self.trainer.precision_plugin
+        size = self.hparams.image_size
+        generator = torch.Generator().manual_seed(0)  # leaves the seeded streams alone
+
+        def probe_images(count: int) -> Tensor:
+            images = torch.randn(count, 3, size, size, generator=generator).to(self.device)
+            return precision.convert_input(images)
+
+        with precision.train_step_context():
+            per_image = recompute.activation_bytes_per_image(self, self._encode, probe_images)
+        images_per_pass = self.hparams.micro_batch_size or (
+            self.hparams.batch_size // self.trainer.world_size
+        )
+        views_per_pass = images_per_pass * self.hparams.num_views
+        needed = per_image * views_per_pass
+        # CPU processes of one run on one machine share its RAM.
+        free = recompute.free_device_memory(self.device, processes_sharing=self.trainer.num_devices)
+        enabled = recompute.should_checkpoint(needed, free)
+        self._set_checkpointing(enabled)
+        log.info(recompute.describe(enabled, views_per_pass, needed, free))
 
     def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> dict:
         """Returns the loss, plus the first view's detached representations ``(N, F)`` and the

@@ -89,6 +89,11 @@ def config_problems(cfg: DictConfig) -> list[str]:
 
     check("model.temperature", positive, "a number > 0 (0.1 to 0.5 is usual)")
     check("model.num_views", lambda v: _is_number(v) and int(v) == v and v >= 2, "an integer >= 2")
+    check(
+        "model.activation_checkpointing",
+        lambda v: v == "auto" or isinstance(v, bool),
+        "auto, true or false",
+    )
     one_of("backbone.name", BACKBONES)
     one_of("data.name", DATASETS)
     one_of("optimizer.name", OPTIMIZERS)
