@@ -32,7 +32,6 @@ from torch.utils.checkpoint import checkpoint
 from simclr.errors import ConfigError
 from simclr.gradcache import frozen_running_stats
 
-CHECKPOINTING_MODES = ("auto", True, False)
 # Share of the free memory one pass's saved activations may take before ``auto`` turns
 # checkpointing on; the rest covers what the backward pass adds (activation gradients, the
 # weights' gradients and optimiser state, the loaders). Measured on a 24 GiB CPU machine with
@@ -69,6 +68,11 @@ class CheckpointedStage(nn.Sequential):
 
 def _recompute_context(block: nn.Module):
     return lambda: (contextlib.nullcontext(), frozen_running_stats(block))
+
+
+def is_checkpointing_mode(value) -> bool:
+    """Whether ``value`` is a valid ``model.activation_checkpointing``: "auto", true or false."""
+    return value == "auto" or isinstance(value, bool)
 
 
 def checkpoint_stages(encoder: nn.Module) -> list[CheckpointedStage]:

@@ -83,9 +83,7 @@ class SimCLRModule(L.LightningModule):
         self.encoder, self.feature_dim = build_backbone(image_size=image_size, **backbone)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.encoder.to(memory_format=self.memory_format)
-        if activation_checkpointing not in recompute.CHECKPOINTING_MODES or not isinstance(
-            activation_checkpointing, (bool, str)
-        ):
+        if not recompute.is_checkpointing_mode(activation_checkpointing):
             raise ConfigError(
                 "model.activation_checkpointing must be auto, true or false, got "
                 f"{activation_checkpointing!r}"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from simclr.activation_checkpointing import is_checkpointing_mode
 from simclr.backbones import BACKBONES, WIDE_RESNET_WIDTHS
 from simclr.data import DATASETS
 from simclr.errors import ConfigError
@@ -89,11 +90,7 @@ def config_problems(cfg: DictConfig) -> list[str]:
 
     check("model.temperature", positive, "a number > 0 (0.1 to 0.5 is usual)")
     check("model.num_views", lambda v: _is_number(v) and int(v) == v and v >= 2, "an integer >= 2")
-    check(
-        "model.activation_checkpointing",
-        lambda v: v == "auto" or isinstance(v, bool),
-        "auto, true or false",
-    )
+    check("model.activation_checkpointing", is_checkpointing_mode, "auto, true or false")
     one_of("backbone.name", BACKBONES)
     one_of("data.name", DATASETS)
     one_of("optimizer.name", OPTIMIZERS)
