@@ -7,7 +7,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import compose_config, run_script
+from conftest import FAST_OVERRIDES, compose_config, run_script
 from simclr.errors import ConfigError, DataError
 from simclr.finetune import FineTuneDataModule, run
 from simclr.training import plain
@@ -27,15 +27,7 @@ def pretrained(tmp_path_factory):
     """A 1-epoch pre-training checkpoint of a tiny slim ResNet-18 on fake data."""
     folder = tmp_path_factory.mktemp("pretrain")
     cfg = compose_config(
-        [
-            "data=fake",
-            "backbone=resnet18_slim",
-            "backbone.width=0.125",
-            "trainer=cpu",
-            "trainer.max_epochs=1",
-            "callbacks.progress_bar=null",
-            "logger=csv",
-        ],
+        [*FAST_OVERRIDES, "trainer.max_epochs=1", "logger=csv"],
         folder,
     )
     pretrain(cfg)

@@ -4,17 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import compose_config
+from conftest import FAST_OVERRIDES, compose_config
 from simclr.monitors import OnlineLinearProbe, WeightedKNN, weighted_knn_predict
 from simclr.training import run
 from simclr.visuals import palette, pca_2d, scatter_image
 
 FAST = [
-    "data=fake",
-    "backbone=resnet18_slim",
-    "backbone.width=0.125",
-    "trainer=cpu",
-    "callbacks.progress_bar=null",
+    *FAST_OVERRIDES,
     "callbacks.model_checkpoint.every_n_epochs=1",
     "logger=csv",
 ]

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import simclr.pretrain
-from conftest import ROOT, run_script
+from conftest import FAST_OVERRIDES, ROOT, run_script
 from simclr.loss import ContrastiveOutput, NTXentLoss
 from simclr.optim import warmup_cosine_factor
 from simclr.safeguards import AtomicCheckpointIO, NonFiniteError, NonFiniteGuard
@@ -216,18 +216,14 @@ def test_sigkill_mid_epoch_then_resume_with_ckpt_path_last(tmp_path):
     # every 2 steps. SGD at 0.1, no batch scaling: the rate at step s is 0.1 x factor(s).
     steps, warmup = 20, 10
     common = [
-        "data=fake",
+        *FAST_OVERRIDES,
         "data.options.num_train=320",
-        "backbone=resnet18_slim",
-        "backbone.width=0.125",
-        "trainer=cpu",
         "trainer.max_epochs=1",
         "trainer.log_every_n_steps=1",
         "optimizer=sgd",
         "optimizer.lr=0.1",
         "optimizer.lr_scaling=none",
         "scheduler.warmup_epochs=0.5",
-        "callbacks.progress_bar=null",
         "callbacks.model_checkpoint.every_n_epochs=null",
         "callbacks.model_checkpoint.every_n_train_steps=2",
         "callbacks.model_checkpoint.save_top_k=0",

@@ -7,16 +7,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import CONFIG_DIR, compose_config, run_script
+from conftest import CONFIG_DIR, FAST_OVERRIDES, compose_config, run_script
 
-TINY_RUN = [
-    "data=fake",
-    "backbone=resnet18_slim",
-    "backbone.width=0.125",
-    "trainer=cpu",
-    "trainer.max_epochs=1",
-    "callbacks.progress_bar=null",
-]
+TINY_RUN = [*FAST_OVERRIDES, "trainer.max_epochs=1"]
 
 
 def job_folders(sweep_dir):
