@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 TEST_ARGS ?=
 
-.PHONY: help install train test test-all lint format tb bench clean
+.PHONY: help install train test test-all lint format tb bench quality clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,6 +40,15 @@ format: $(STAMP) ## Format and fix what ruff can
 
 bench: $(STAMP) ## CPU benchmark: a pre-training step against the encoder's ceiling (< 10 min)
 	$(BIN)/python bench/cpu.py
+
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+quality: $(BENCH_STAMP) ## Encoder quality against a lightly-built peer at equal budget, 3 seeds (< 30 min)
+	$(BIN)/python bench/quality.py --seeds 3
 
 tb: $(STAMP) ## TensorBoard on the logs folder
 	$(BIN)/tensorboard --logdir logs

@@ -39,17 +39,35 @@ def compose_config(
         )
 
 
-def run_script(script: str, args: list[str], cwd: Path, timeout: float = 300):
-    """Run a top-level script of the project in a subprocess, as a user would."""
+def start_python(args: list[str], cwd: Path) -> subprocess.Popen:
+    """Start ``python <args>`` (a script of the project, or ``-m <module>``) in a subprocess,
+    as a user would, its output captured; :func:`finish` waits for it."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, str(ROOT / script), *args],
+    return subprocess.Popen(
+        [sys.executable, *args],
         cwd=cwd,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
     )
+
+
+def finish(process: subprocess.Popen, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Wait for a :func:`start_python` process; killed (and TimeoutExpired raised) after
+    ``timeout`` seconds."""
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def run_script(script: str, args: list[str], cwd: Path, timeout: float = 300):
+    """Run a top-level script of the project in a subprocess, as a user would."""
+    return finish(start_python([str(ROOT / script), *args], cwd), timeout)
 
 
 @pytest.fixture

@@ -91,3 +91,21 @@ def test_wide_resnet_rejects_other_widths(width):
 def test_torchvision_backbones_reject_width_options():
     with pytest.raises(ValueError, match="fixed-width"):
         build_backbone("resnet18", image_size=32, width=2)
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [("resnet18", {}), ("resnet50", {}), ("slim_resnet18", {"width": 0.25})],
+)
+@pytest.mark.parametrize("zero_init_residual", [True, False])
+def test_residual_branches_start_at_zero_as_the_official_code(name, options, zero_init_residual):
+    encoder, _ = build_backbone(
+        name, image_size=32, zero_init_residual=zero_init_residual, **options
+    )
+    blocks = [m for m in encoder.modules() if hasattr(m, "downsample") and hasattr(m, "bn2")]
+    last_norms = [getattr(block, "bn3", block.bn2) for block in blocks]
+    assert len(last_norms) in (8, 16)
+    for norm in last_norms:
+        assert bool((norm.weight == 0).all()) == zero_init_residual
+    # The stem's and the other BatchNorms keep scale one.
+    assert bool((encoder.bn1.weight == 1).all())

@@ -15,6 +15,7 @@ from simclr.batch_augment import (
     adjust_hue,
     adjust_saturation,
     gaussian_blur,
+    rotate,
 )
 
 SAMPLES = 20000
@@ -162,3 +163,23 @@ def test_views_are_normalised_float_of_the_configured_size():
     pixels = first * 0.25 + 0.5
     assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5
     assert not torch.equal(first, second)
+
+
+def test_rotation_matches_torchvision_random_rotation():
+    images = torch.zeros(2, 3, 32, 32)
+    images[:, :, 4:10, 8:24] = 1
+    angles = torch.tensor([30.0, -12.5])
+    rotated = rotate(images, angles)
+    for image, angle, ours in zip(images, angles.tolist(), rotated, strict=True):
+        reference = TF.rotate(image, angle, interpolation=TF.InterpolationMode.BILINEAR)
+        torch.testing.assert_close(ours, reference, atol=1e-4, rtol=0)
+
+
+def test_rotation_angles_are_uniform_and_applied_at_the_configured_rate():
+    augment = BatchAugmentation(32, [0.5] * 3, [0.25] * 3, rotation_prob=0.5, rotation_degrees=15)
+    angle = augment.sample(20000, 32, 32).angle
+    rotated = angle[angle != 0]
+    assert abs(len(rotated) / len(angle) - 0.5) < 0.02
+    assert rotated.abs().max() <= 15 and abs(rotated.mean()) < 0.3
+    assert abs(rotated.abs().mean() - 7.5) < 0.2  # |U(-15, 15)| has mean 7.5
+    assert not BatchAugmentation(32, [0.5] * 3, [0.25] * 3).sample(100, 32, 32).angle.any()

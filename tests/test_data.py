@@ -99,3 +99,23 @@ def test_balanced_subset_takes_the_fraction_of_every_class(fraction):
 def test_balanced_subset_rejects_fractions_outside_the_unit_interval(fraction):
     with pytest.raises(ValueError, match=r"label_fraction must be in \(0, 1\]"):
         balanced_subset(torch.tensor([0, 1]), fraction)
+
+
+@pytest.mark.parametrize(
+    "image_size, fraction, expected_resize",
+    [(96, None, 110), (224, None, 256), (32, None, 32), (96, 1.0, 96), (96, 0.5, 192)],
+)
+def test_evaluation_crop_follows_the_official_rule(image_size, fraction, expected_resize):
+    dm = SimCLRDataModule(
+        name="fake",
+        root=".",
+        image_size=image_size,
+        batch_size=8,
+        num_views=2,
+        mean=[0.5] * 3,
+        std=[0.25] * 3,
+        augment={},
+        eval_crop_fraction=fraction,
+    )
+    resize = next(t for t in dm.eval_transform().transforms if type(t).__name__ == "Resize")
+    assert resize.size == [expected_resize]

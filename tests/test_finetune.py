@@ -180,3 +180,17 @@ def test_bad_label_fraction_stops_before_any_work(tmp_path, monkeypatch):
     )
     with pytest.raises(ConfigError, match=r"label_fraction=1.5: must be in \(0, 1\]"):
         finetune.run(cfg)
+
+
+def test_initialisation_options_do_not_make_another_architecture(tmp_path):
+    from simclr.export import EncoderWeights
+    from simclr.finetune import resolve_backbone
+
+    # A checkpoint written before backbone.zero_init_residual existed, or with the other value:
+    # its weights replace any initialisation, so the architecture is the same.
+    saved = {"name": "slim_resnet18", "width": 0.25, "depthwise": False, "small_stem": True}
+    weights = EncoderWeights(saved, 32, {}, tmp_path / "old.ckpt")
+    requested = {**saved, "small_stem": None, "zero_init_residual": False}
+    assert resolve_backbone(requested, weights) == saved
+    with pytest.raises(ConfigError, match="holds a slim_resnet18"):
+        resolve_backbone({**requested, "width": 0.5}, weights)

@@ -45,16 +45,20 @@ def test_lars_step_follows_the_trust_ratio():
     trust = 0.001 * 5.0 / update.norm()
     torch.testing.assert_close(weight.detach(), torch.tensor([3.0, 4.0]) - 0.5 * trust * update)
     torch.testing.assert_close(bias.detach(), torch.tensor([0.0]))  # plain SGD: 1 - 0.5 * 2
-    # Second step: momentum accumulates the adapted update.
-    first_buffer = optimizer.state[weight]["momentum_buffer"].clone()
+    # Second step, at another rate: the buffer holds the first step at the rate it was taken
+    # with (the official LARS), and the new rate only scales the new update.
+    first_step = optimizer.state[weight]["momentum_buffer"].clone()
+    torch.testing.assert_close(
+        first_step, 0.5 * trust * (torch.tensor([0.0, 1.0]) + 0.1 * torch.tensor([3.0, 4.0]))
+    )
+    for group in optimizer.param_groups:
+        group["lr"] = 0.2
     weight.grad = torch.tensor([0.0, 1.0])
     before = weight.detach().clone()
     optimizer.step()
     update = torch.tensor([0.0, 1.0]) + 0.1 * before
     trust = 0.001 * before.norm() / update.norm()
-    torch.testing.assert_close(
-        weight.detach(), before - 0.5 * (0.9 * first_buffer + trust * update)
-    )
+    torch.testing.assert_close(weight.detach(), before - (0.9 * first_step + 0.2 * trust * update))
 
 
 def test_learning_rate_scaling_rules():

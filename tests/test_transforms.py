@@ -87,3 +87,16 @@ def test_evaluation_transform_is_deterministic_and_centre_crops():
 def test_multiview_rejects_fewer_than_two_views():
     with pytest.raises(ValueError, match="num_views must be >= 2"):
         MultiViewTransform(lambda x: x, num_views=1)
+
+
+def test_evaluation_transform_takes_the_official_central_crop():
+    # 256 x 320 image whose central 87.5% of the short side (224 px) is bright, the rest dark.
+    image = torch.zeros(3, 256, 320, dtype=torch.uint8)
+    image[:, 16:240, 48:272] = 255
+    view = evaluation_transform(224, [0.0] * 3, [1.0] * 3, crop_fraction=0.875)(image)
+    assert view.shape == (3, 224, 224)
+    assert view.min() > 0.99  # only the bright centre is left, at its original scale
+    whole = evaluation_transform(224, [0.0] * 3, [1.0] * 3)(image)
+    assert whole.min() < 0.01  # without the crop fraction the dark border stays
+    with pytest.raises(ValueError, match="eval_crop_fraction"):
+        evaluation_transform(32, MEAN, STD, crop_fraction=0.0)

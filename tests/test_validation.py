@@ -184,3 +184,16 @@ def test_ckpt_path_may_name_a_run_folder(tmp_path):
         cfg.ckpt_path = None
     assert resolve_ckpt_path(cfg) is None
     assert OmegaConf.is_struct(cfg)
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("data.augment.rotation_prob=1.5", "a probability in [0, 1]"),
+        ("data.augment.flip_prob=-0.1", "a probability in [0, 1]"),
+        ("data.augment.rotation_degrees=-10", "a number of degrees >= 0"),
+    ],
+)
+def test_augmentation_probabilities_and_angles(tmp_path, override, expected):
+    message = problems_of(tmp_path, override)
+    assert override.split("=")[0] in message and expected in message

@@ -15,7 +15,9 @@ Names:
   quick runs on a CPU.
 
 Images of 32 px or less get the small-image stem (3x3 stride-1 convolution, no max-pool) unless
-``small_stem`` says otherwise.
+``small_stem`` says otherwise. ``zero_init_residual`` (the official code's default) starts the
+last BatchNorm scale of every residual branch at zero, so that each block starts as the
+identity (Goyal et al., 2017).
 """
 
 from __future__ import annotations
@@ -37,6 +39,16 @@ SMALL_IMAGE_MAX_SIZE = 32
 WIDE_RESNET_WIDTHS = (1, 2, 4)
 
 
+# Options that only choose how fresh weights are initialised: loaded weights make them moot,
+# so two backbone descriptions that differ only in them describe the same architecture.
+INIT_ONLY_OPTIONS = ("zero_init_residual",)
+
+
+def architecture(backbone: dict) -> dict:
+    """``backbone`` (build_backbone's keyword arguments) without :data:`INIT_ONLY_OPTIONS`."""
+    return {k: v for k, v in backbone.items() if k not in INIT_ONLY_OPTIONS}
+
+
 # Register the decorated builder under ``name`` in :data:`BACKBONES`.
 register_backbone = registrar(BACKBONES, "backbone")
 
@@ -53,8 +65,8 @@ def build_backbone(
 ) -> tuple[nn.Module, int]:
     """Build the encoder registered as ``name``; returns ``(encoder, feature_dim)``.
 
-    ``options`` go to the builder (``width``, ``depthwise``). An unknown name raises a
-    :class:`~simclr.errors.ConfigError` that lists the registered ones.
+    ``options`` go to the builder (``width``, ``depthwise``, ``zero_init_residual``). An
+    unknown name raises a :class:`~simclr.errors.ConfigError` that lists the registered ones.
     """
     if name not in BACKBONES:
         raise ConfigError(f"unknown backbone {name!r}; valid names: {', '.join(sorted(BACKBONES))}")
@@ -71,13 +83,21 @@ def _headless_torchvision(model: torchvision.models.ResNet, small_stem: bool):
 
 
 def _torchvision_builder(name: str) -> BackboneBuilder:
-    def build(small_stem: bool, width: float = 1.0, depthwise: bool = False):
+    def build(
+        small_stem: bool,
+        width: float = 1.0,
+        depthwise: bool = False,
+        zero_init_residual: bool = True,
+    ):
         if width != 1 or depthwise:
             raise ConfigError(
                 f"backbone {name!r} is torchvision's fixed-width ResNet: width must be 1 and "
                 "depthwise false (use wide_resnet50 or slim_resnet18 to scale channels)"
             )
-        return _headless_torchvision(getattr(torchvision.models, name)(weights=None), small_stem)
+        model = getattr(torchvision.models, name)(
+            weights=None, zero_init_residual=zero_init_residual
+        )
+        return _headless_torchvision(model, small_stem)
 
     build.__doc__ = f"torchvision's {name} without its classifier."
     return build
@@ -158,6 +178,7 @@ class ScaledResNet(nn.Module):
         width: float,
         small_stem: bool,
         depthwise: bool = False,
+        zero_init_residual: bool = True,
     ):
         super().__init__()
         stem_ch = max(1, round(64 * width))
@@ -185,7 +206,7 @@ class ScaledResNet(nn.Module):
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
         # Zero-init the last BN of each residual branch, so every block starts as identity.
-        for module in self.modules():
+        for module in self.modules() if zero_init_residual else ():
             if isinstance(module, Bottleneck):
                 nn.init.zeros_(module.bn3.weight)
             elif isinstance(module, BasicBlock):
@@ -198,20 +219,24 @@ class ScaledResNet(nn.Module):
 
 
 @register_backbone("wide_resnet50")
-def wide_resnet50(small_stem: bool, width: int = 1, depthwise: bool = False):
+def wide_resnet50(
+    small_stem: bool, width: int = 1, depthwise: bool = False, zero_init_residual: bool = True
+):
     """The paper's ResNet-50 (width x1, x2, x4: 24M, 94M, 375M parameters)."""
     if width not in WIDE_RESNET_WIDTHS:
         raise ConfigError(
             f"wide_resnet50 width must be one of {list(WIDE_RESNET_WIDTHS)}, got {width!r}"
         )
-    model = ScaledResNet(Bottleneck, (3, 4, 6, 3), width, small_stem, depthwise)
+    model = ScaledResNet(Bottleneck, (3, 4, 6, 3), width, small_stem, depthwise, zero_init_residual)
     return model, model.feature_dim
 
 
 @register_backbone("slim_resnet18")
-def slim_resnet18(small_stem: bool, width: float = 0.25, depthwise: bool = False):
+def slim_resnet18(
+    small_stem: bool, width: float = 0.25, depthwise: bool = False, zero_init_residual: bool = True
+):
     """ResNet-18 with every layer's channels scaled by ``0 < width <= 1`` (CPU-sized)."""
     if not 0 < width <= 1:
         raise ConfigError(f"slim_resnet18 width must be in (0, 1], got {width!r}")
-    model = ScaledResNet(BasicBlock, (2, 2, 2, 2), width, small_stem, depthwise)
+    model = ScaledResNet(BasicBlock, (2, 2, 2, 2), width, small_stem, depthwise, zero_init_residual)
     return model, model.feature_dim

@@ -41,6 +41,7 @@ class AugmentParams:
     grayscale: Tensor  # (B,) bool
     blur: Tensor  # (B,) bool
     sigma: Tensor  # (B,) blur sigma
+    angle: Tensor  # (B,) rotation in degrees (0: not rotated)
 
 
 def grayscale(images: Tensor) -> Tensor:
@@ -97,6 +98,18 @@ JITTER_OPS = {
 }
 
 
+def rotate(images: Tensor, degrees: Tensor) -> Tensor:
+    """Rotate each image about its centre by its angle (bilinear, black outside), as
+    torchvision's RandomRotation does with its defaults."""
+    radians = degrees.to(images.dtype) * (math.pi / 180)
+    cos, sin = radians.cos(), radians.sin()
+    zero = torch.zeros_like(cos)
+    # Output pixel -> input pixel in normalised coordinates (square images).
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 def gaussian_blur(images: Tensor, kernel_size: int, sigma: Tensor) -> Tensor:
     """Separable Gaussian blur with one sigma per image and reflect padding."""
     batch, channels, height, width = images.shape
@@ -129,6 +142,8 @@ class BatchAugmentation(nn.Module):
         crop_scale: Sequence[float] = (0.08, 1.0),
         crop_ratio: Sequence[float] = (3 / 4, 4 / 3),
         flip_prob: float = 0.5,
+        rotation_prob: float = 0.0,
+        rotation_degrees: float = 0.0,
     ):
         super().__init__()
         self.image_size = image_size
@@ -139,6 +154,7 @@ class BatchAugmentation(nn.Module):
         self.crop_scale = tuple(crop_scale)
         self.crop_ratio = tuple(crop_ratio)
         self.flip_prob = flip_prob
+        self.rotation_prob, self.rotation_degrees = rotation_prob, rotation_degrees
         self.kernel_size = blur_kernel_size(image_size)
         self.register_buffer("mean", torch.tensor(list(mean)).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(list(std)).view(1, 3, 1, 1), persistent=False)
@@ -206,6 +222,11 @@ class BatchAugmentation(nn.Module):
             grayscale=coin(self.grayscale_prob),
             blur=coin(self.blur_prob),
             sigma=uniform(0.1, 2.0),
+            angle=torch.where(
+                coin(self.rotation_prob),
+                uniform(-self.rotation_degrees, self.rotation_degrees),
+                torch.zeros(batch, device=device),
+            ),
         )
 
     def apply(self, images: Tensor, params: AugmentParams) -> Tensor:
@@ -226,6 +247,8 @@ class BatchAugmentation(nn.Module):
             x, rois, output_size=self.image_size, spatial_scale=1.0, sampling_ratio=0, aligned=True
         )
         x = torch.where(params.flip.view(-1, 1, 1, 1), x.flip(-1), x)
+        if bool((params.angle != 0).any()):
+            x = rotate(x, params.angle)
         x = self._color_jitter(x, params)
         gray = grayscale(x).expand_as(x)
         x = torch.where(params.grayscale.view(-1, 1, 1, 1), gray, x)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import math
 import os
 import socket
 import tarfile
@@ -34,6 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import lightning as L
 import numpy as np
@@ -47,6 +49,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.datasets.utils import check_integrity, extract_archive
 from torchvision.transforms import v2
 
+from simclr.backbones import SMALL_IMAGE_MAX_SIZE
 from simclr.batch_augment import BatchAugmentation
 from simclr.errors import ConfigError, DataError
 from simclr.registry import registrar
@@ -77,6 +80,9 @@ class LabelledSplits:
 
 DatasetLoader = Callable[..., LabelledSplits]
 DATASETS: dict[str, DatasetLoader] = {}
+
+# The official evaluation's centre crop for images above 32 px (data_util.CROP_PROPORTION).
+OFFICIAL_EVAL_CROP = 0.875
 
 # The splits pre-training may use (``data.pretrain_split``, joined by "+"); never ``test``.
 PRETRAIN_SPLITS = ("train", "val", "unlabeled")
@@ -647,7 +653,7 @@ def load_imagenet(
     )
 
 
-# --- the DataModule ----------------------------------------------------------------------
+# --- the DataLoaders and the DataModule ---------------------------------------------------
 
 
 def available_cpus() -> int:
@@ -655,6 +661,98 @@ def available_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def world_size(trainer: L.Trainer | None) -> int:
+    """Processes the global batch is shared among (1 without a trainer)."""
+    return trainer.world_size if trainer is not None else 1
+
+
+@dataclass(frozen=True)
+class LoaderSettings:
+    """The ``data`` loader settings (``configs/data/loader/default.yaml``) that every loader of
+    pre-training, the monitors and fine-tuning is made with, by :func:`make_loader`.
+
+    ``num_workers=None`` picks one worker per free core, shared among the devices of a node
+    (cores // devices - 1, at least 1); ``pin_memory=None`` pins when the trainer runs on
+    CUDA; ``persistent_workers`` keeps the workers between epochs; each worker prepares
+    ``prefetch_factor`` batches ahead; ``drop_last`` drops pre-training's last, smaller batch,
+    so that every step sees the same number of negatives.
+    """
+
+    num_workers: int | None = 0
+    pin_memory: bool | None = None
+    persistent_workers: bool = True
+    prefetch_factor: int | None = 2
+    drop_last: bool = True
+
+    def __post_init__(self):
+        if self.num_workers is not None and self.num_workers < 0:
+            raise ConfigError(
+                f"data.num_workers must be >= 0 or null (automatic), got {self.num_workers}"
+            )
+
+    def worker_count(self, trainer: L.Trainer | None) -> int:
+        """``num_workers``, or when it is None one per core this node gives each of the
+        trainer's devices, less one for the device's own process (at least 1)."""
+        if self.num_workers is not None:
+            return self.num_workers
+        devices = getattr(trainer, "num_devices", 1) if trainer is not None else 1
+        return max(1, available_cpus() // max(1, devices) - 1)
+
+    def pins_memory(self, trainer: L.Trainer | None) -> bool:
+        """``pin_memory``, or when it is None whether the trainer runs on CUDA."""
+        if self.pin_memory is not None:
+            return self.pin_memory
+        if trainer is not None and hasattr(trainer, "accelerator"):
+            from lightning.pytorch.accelerators import CUDAAccelerator
+
+            return isinstance(trainer.accelerator, CUDAAccelerator)
+        return torch.cuda.is_available()
+
+
+# What a loader is for: pre-training's views, fine-tuning's training images, or evaluation.
+LoaderRole = Literal["pretrain", "train", "eval"]
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    role: LoaderRole,
+    settings: LoaderSettings,
+    trainer: L.Trainer | None = None,
+) -> DataLoader:
+    """A DataLoader over ``dataset`` for ``role``, with ``batch_size`` images per device.
+
+    Training loaders (``pretrain``, ``train``) shuffle; pre-training drops its last, smaller
+    batch when ``settings.drop_last`` says so, and every training loader drops a last batch of
+    exactly one image on a device (BatchNorm cannot take its statistics over one image).
+    Evaluation loaders keep the order and every image. Workers and pinning follow
+    ``trainer`` (its devices, its accelerator).
+
+    The loader is a plain DataLoader without a ``worker_init_fn``: Lightning gives the
+    loaders that a DataModule returns its own one, which seeds each worker process when the
+    run called ``seed_everything(seed, workers=True)``.
+    """
+    if role not in get_args(LoaderRole):
+        raise ValueError(f"unknown loader role {role!r}; valid: {', '.join(get_args(LoaderRole))}")
+    training = role != "eval"
+    # Under a distributed sampler, each device reads ceil(N / world_size) images.
+    per_device = math.ceil(len(dataset) / world_size(trainer))
+    drop_last = training and (
+        (role == "pretrain" and settings.drop_last) or per_device % batch_size == 1
+    )
+    workers = settings.worker_count(trainer)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=training,
+        drop_last=drop_last,
+        num_workers=workers,
+        persistent_workers=settings.persistent_workers and workers > 0,
+        prefetch_factor=settings.prefetch_factor if workers > 0 else None,
+        pin_memory=settings.pins_memory(trainer),
+    )
 
 
 class SimCLRDataModule(L.LightningDataModule):
@@ -665,11 +763,8 @@ class SimCLRDataModule(L.LightningDataModule):
     ``batch_size / world_size`` images (V views each), so the number of negatives does not
     change with the device count.
 
-    Loader settings: ``num_workers=None`` picks one worker per free core, shared among the
-    devices of a node (cores // devices - 1, at least 1); ``pin_memory=None`` pins on CUDA;
-    ``persistent_workers`` keeps the workers between epochs; ``prefetch_factor`` batches are
-    prepared ahead by each worker; ``drop_last`` (pre-training only) keeps every step's batch
-    full, so the number of negatives stays the same.
+    The loader settings (``num_workers`` ... ``drop_last``) are those of
+    :class:`LoaderSettings`; :func:`make_loader` makes every loader from them.
     """
 
     def __init__(
@@ -692,6 +787,7 @@ class SimCLRDataModule(L.LightningDataModule):
         prefetch_factor: int | None = 2,
         drop_last: bool = True,
         augment_on_device: bool | None = None,
+        eval_crop_fraction: float | None = None,
     ):
         super().__init__()
         if name not in DATASETS:
@@ -700,10 +796,6 @@ class SimCLRDataModule(L.LightningDataModule):
             )
         if batch_size < 1:
             raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
-        if num_workers is not None and num_workers < 0:
-            raise ConfigError(
-                f"data.num_workers must be >= 0 or null (automatic), got {num_workers}"
-            )
         parts = pretrain_split.split("+")
         if not parts or any(part not in PRETRAIN_SPLITS for part in parts):
             raise ConfigError(
@@ -717,16 +809,15 @@ class SimCLRDataModule(L.LightningDataModule):
         self.num_views = num_views
         self.mean, self.std = list(mean), list(std)
         self.augment = dict(augment)
-        self.num_workers = num_workers
+        self.loader_settings = LoaderSettings(
+            num_workers, pin_memory, persistent_workers, prefetch_factor, drop_last
+        )
         self.eval_batch_size = eval_batch_size
         self.options = dict(options or {})
         self.download = download
         self.pretrain_split = pretrain_split
-        self.pin_memory = pin_memory
-        self.persistent_workers = persistent_workers
-        self.prefetch_factor = prefetch_factor
-        self.drop_last = drop_last
         self.augment_on_device = augment_on_device
+        self.eval_crop_fraction = eval_crop_fraction
         self.batch_augmentation: BatchAugmentation | None = None
         self.splits: LabelledSplits | None = None
 
@@ -759,50 +850,26 @@ class SimCLRDataModule(L.LightningDataModule):
         return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
     def per_device_batch_size(self) -> int:
-        world_size = self.trainer.world_size if self.trainer is not None else 1
-        if self.batch_size % world_size:
+        devices = world_size(self.trainer)
+        if self.batch_size % devices:
             raise ConfigError(
                 f"data.batch_size={self.batch_size} (the global batch) does not divide by the "
-                f"{world_size} devices; choose a multiple of {world_size}"
+                f"{devices} devices; choose a multiple of {devices}"
             )
-        return self.batch_size // world_size
+        return self.batch_size // devices
 
     def pretrain_transform(self) -> MultiViewTransform:
         view = simclr_augmentation(self.image_size, self.mean, self.std, **self.augment)
         return MultiViewTransform(view, self.num_views)
 
     def eval_transform(self):
-        return evaluation_transform(self.image_size, self.mean, self.std)
-
-    def worker_count(self) -> int:
-        """``num_workers``, or when it is None one per core this node gives each device,
-        less one for the device's own process (at least 1)."""
-        if self.num_workers is not None:
-            return self.num_workers
-        devices = getattr(self.trainer, "num_devices", 1) if self.trainer is not None else 1
-        return max(1, available_cpus() // max(1, devices) - 1)
-
-    def pins_memory(self) -> bool:
-        if self.pin_memory is not None:
-            return self.pin_memory
-        if self.trainer is not None and hasattr(self.trainer, "accelerator"):
-            from lightning.pytorch.accelerators import CUDAAccelerator
-
-            return isinstance(self.trainer.accelerator, CUDAAccelerator)
-        return torch.cuda.is_available()
-
-    def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
-        workers = self.worker_count()
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=train,
-            drop_last=train and self.drop_last,
-            num_workers=workers,
-            persistent_workers=self.persistent_workers and workers > 0,
-            prefetch_factor=self.prefetch_factor if workers > 0 else None,
-            pin_memory=self.pins_memory(),
-        )
+        """Deterministic views for the monitors, fine-tuning's val/test and export checks: the
+        central ``eval_crop_fraction`` of the short side; ``None`` follows the official code,
+        0.875 above 32 px (the usual ImageNet centre crop), the whole image at 32 px and less."""
+        fraction = self.eval_crop_fraction
+        if fraction is None:
+            fraction = OFFICIAL_EVAL_CROP if self.image_size > SMALL_IMAGE_MAX_SIZE else 1.0
+        return evaluation_transform(self.image_size, self.mean, self.std, fraction)
 
     def train_dataloader(self) -> DataLoader:
         # On-device augmentation: the loader only stacks uint8 images; the views are drawn
@@ -815,7 +882,7 @@ class SimCLRDataModule(L.LightningDataModule):
                 f"data.batch_size={self.batch_size} gives {batch_size} images per device, more "
                 f"than the {len(dataset)} training images of {self.name!r}; lower data.batch_size"
             )
-        return self._loader(dataset, batch_size, train=True)
+        return make_loader(dataset, batch_size, "pretrain", self.loader_settings, self.trainer)
 
     def views_on_device(self) -> bool:
         """``augment_on_device``, where ``None`` means: on an accelerator, not on a CPU. On this
@@ -862,7 +929,9 @@ class SimCLRDataModule(L.LightningDataModule):
     def labelled_dataloader(self, split: str) -> DataLoader:
         """A labelled split (``train``, ``val`` or ``test``) with the evaluation transform."""
         dataset = Transformed(getattr(self.load_splits(), split), self.eval_transform())
-        return self._loader(dataset, self.eval_batch_size, train=False)
+        return make_loader(
+            dataset, self.eval_batch_size, "eval", self.loader_settings, self.trainer
+        )
 
     def skipped_images(self) -> list[str]:
         """Image files found undecodable (and skipped) so far, in any split."""

@@ -20,7 +20,6 @@ import logging
 import warnings
 from collections.abc import Sequence
 
-import hydra
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -30,12 +29,12 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from simclr.backbones import build_backbone, use_small_stem
-from simclr.data import SimCLRDataModule, Transformed, balanced_subset
+from simclr.backbones import architecture, build_backbone, use_small_stem
+from simclr.data import SimCLRDataModule, Transformed, balanced_subset, make_loader, world_size
 from simclr.errors import ConfigError
 from simclr.export import EncoderWeights, describe, load_encoder_weights, read_encoder
 from simclr.optim import lightning_optimization
-from simclr.training import instantiate_all, plain, write_metrics
+from simclr.training import build_trainer, plain, write_metrics
 from simclr.transforms import simclr_augmentation
 from simclr.validation import validate_config
 
@@ -206,19 +205,16 @@ class FineTuneDataModule(L.LightningDataModule):
         train = Transformed(source.load_splits().train, augment)
         return Subset(train, self.train_indices.tolist())
 
+    def setup(self, stage: str | None = None) -> None:
+        # The source makes the val and test loaders: its worker count and pinning must follow
+        # this run's trainer (devices, accelerator), which Lightning only hands to this module.
+        self.source.trainer = self.trainer
+        self.source.setup(stage)
+
     def train_dataloader(self) -> DataLoader:
         dataset = self.train_dataset()
-        world_size = self.trainer.world_size if self.trainer is not None else 1
-        batch_size = min(max(1, self.batch_size // world_size), len(dataset))
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=True,
-            # A last batch of one image would break BatchNorm in full fine-tuning.
-            drop_last=len(dataset) % batch_size == 1,
-            num_workers=self.source.num_workers,
-            persistent_workers=self.source.num_workers > 0,
-        )
+        batch_size = min(max(1, self.batch_size // world_size(self.trainer)), len(dataset))
+        return make_loader(dataset, batch_size, "train", self.source.loader_settings, self.trainer)
 
     def val_dataloader(self) -> DataLoader:
         return self.source.labelled_dataloader("val")
@@ -240,7 +236,7 @@ def resolve_backbone(requested: dict | None, weights: EncoderWeights | None) -> 
     if requested is not None:
         wanted = dict(requested)
         wanted["small_stem"] = use_small_stem(weights.image_size, wanted.get("small_stem"))
-        if wanted != weights.backbone:
+        if architecture(wanted) != architecture(weights.backbone):
             raise ConfigError(
                 f"backbone is {describe(wanted)}, but {weights.source} holds a "
                 f"{describe(weights.backbone)} encoder; drop the backbone override to use the "
@@ -303,11 +299,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         len(datamodule.train_indices),
         cfg.label_fraction,
     )
-    trainer: L.Trainer = hydra.utils.instantiate(
-        cfg.trainer,
-        callbacks=instantiate_all(cfg.get("callbacks")),
-        logger=instantiate_all(cfg.get("logger")) or False,
-    )
+    trainer = build_trainer(cfg, model)
     log.info("output folder: %s", cfg.paths.output_dir)
     with warnings.catch_warnings():
         if not model.train_encoder:  # the frozen encoder is in eval mode on purpose

@@ -1,7 +1,10 @@
 """Projection head g(h) = z, on which the contrastive loss is computed (SimCLR, section 2.1).
 
 SimCLR v1 uses two layers (Linear -> ReLU -> Linear), SimCLR v2 three, with BatchNorm after
-every hidden linear layer. Fine-tuning and linear evaluation use h, not z.
+every hidden linear layer. The official code (google-research/simclr, ``ProjectionHead``) also
+ends with a BatchNorm: its last linear layer has no bias and is followed by a BatchNorm with a
+learned scale and no learned shift (``center=False``). Fine-tuning and linear evaluation use h,
+not z.
 """
 
 from __future__ import annotations
@@ -11,11 +14,21 @@ from torch import Tensor, nn
 from simclr.errors import ConfigError
 
 
+class ScaleOnlyBatchNorm(nn.BatchNorm1d):
+    """BatchNorm over ``(B, F)`` with a learned per-feature scale and no learned shift."""
+
+    def __init__(self, num_features: int):
+        super().__init__(num_features)
+        self.register_parameter("bias", None)
+
+
 class ProjectionHead(nn.Module):
     """MLP ``(B, input_dim) -> (B, output_dim)``.
 
     ``num_layers`` linear layers; the hidden ones have ``hidden_dim`` units (the input width when
-    ``None``, as in the paper), optional BatchNorm, and ReLU. The last layer is plain linear.
+    ``None``, as in the paper), optional BatchNorm, and ReLU. With ``output_batch_norm`` (the
+    official code) the last layer is linear without bias followed by
+    :class:`ScaleOnlyBatchNorm`; without, it is a plain linear layer with bias.
     """
 
     def __init__(
@@ -25,6 +38,7 @@ class ProjectionHead(nn.Module):
         output_dim: int = 128,
         num_layers: int = 2,
         batch_norm: bool = True,
+        output_batch_norm: bool = True,
     ):
         super().__init__()
         if num_layers < 1:
@@ -38,7 +52,9 @@ class ProjectionHead(nn.Module):
                 layers.append(nn.BatchNorm1d(hidden_dim))
             layers.append(nn.ReLU(inplace=True))
             width = hidden_dim
-        layers.append(nn.Linear(width, output_dim))
+        layers.append(nn.Linear(width, output_dim, bias=not output_batch_norm))
+        if output_batch_norm:
+            layers.append(ScaleOnlyBatchNorm(output_dim))
         self.net = nn.Sequential(*layers)
         self.output_dim = output_dim
 

@@ -30,6 +30,11 @@ if TYPE_CHECKING:
 class LARS(Optimizer):
     """Layer-wise adaptive rate scaling on top of SGD with momentum.
 
+    ``v <- momentum * v + lr * trust * (g + wd * w)``, ``w <- w - v``: the learning rate is
+    applied before the momentum buffer, as google-research/simclr's LARS does
+    (``classic_momentum=True``), unlike ``torch.optim.SGD``, which scales the buffer by the
+    current rate.
+
     A parameter group with ``lars_exclude=True`` is plain SGD with momentum (no weight decay
     is expected there either; see :func:`parameter_groups`).
     """
@@ -75,12 +80,15 @@ class LARS(Optimizer):
                     # A layer with zero weights or zero update keeps the plain step.
                     trust = torch.where((weight_norm > 0) & (update_norm > 0), trust, 1.0)
                     update = update.mul(trust)
+                # The rate goes into the momentum buffer, as the official LARS does: a step
+                # taken at a higher rate (warm-up, decay) keeps its size while it echoes.
+                step = update.mul(group["lr"])
                 state = self.state[p]
                 if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = update.clone()
+                    state["momentum_buffer"] = step
                 else:
-                    state["momentum_buffer"].mul_(group["momentum"]).add_(update)
-                p.add_(state["momentum_buffer"], alpha=-group["lr"])
+                    state["momentum_buffer"].mul_(group["momentum"]).add_(step)
+                p.sub_(state["momentum_buffer"])
         return loss
 
 

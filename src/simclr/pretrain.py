@@ -51,6 +51,11 @@ class SimCLRModule(L.LightningModule):
             pass instead of keeping them (same gradients, about a third more compute, much less
             memory; see :mod:`simclr.activation_checkpointing`). ``"auto"``: on when one pass's
             activations would not fit in the free memory, decided when training starts.
+        sum_over_views: optimise the sum over the V views of each view's mean loss, V times
+            the paper's mean, as the official code does (``loss_a + loss_b``). LARS adapts the
+            weights' steps to their gradients' size, so this changes only the steps of the
+            biases and BatchNorm parameters, which it does not adapt (twice as large for V = 2).
+            The logged ``train/loss`` is the paper's mean either way.
     """
 
     def __init__(
@@ -69,6 +74,7 @@ class SimCLRModule(L.LightningModule):
         channels_last: bool = False,
         compile_encoder: bool = False,
         activation_checkpointing: bool | str = "auto",
+        sum_over_views: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -97,6 +103,8 @@ class SimCLRModule(L.LightningModule):
             self.encoder.compile()  # in place: parameter names stay those of the encoder
         self.projection = ProjectionHead(self.feature_dim, **head)
         self.criterion = NTXentLoss(temperature)
+        # What the optimiser minimises: the logged mean loss times this.
+        self.loss_weight = float(num_views) if sum_over_views else 1.0
 
     def forward(self, images: Tensor) -> Tensor:
         """The representation h ``(B, feature_dim)`` used downstream."""
@@ -155,7 +163,7 @@ class SimCLRModule(L.LightningModule):
         # Under DDP each rank's loss covers its own anchors: log the mean over ranks.
         for name, value in (("train/loss", loss), ("train/contrastive_acc", accuracy)):
             self.log(name, value, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
-        return {"loss": loss, "features": features, "labels": labels}
+        return {"loss": loss * self.loss_weight, "features": features, "labels": labels}
 
     def _encode(self, images: Tensor) -> tuple[Tensor, Tensor]:
         h = self(images)
@@ -169,7 +177,7 @@ class SimCLRModule(L.LightningModule):
             self,
             self._encode,
             views,
-            self.criterion,
+            self._weighted_criterion,
             self.hparams.micro_batch_size,
             backward=self.manual_backward,
             # DDP: reduce the gradients once, after the last micro-batch.
@@ -183,7 +191,12 @@ class SimCLRModule(L.LightningModule):
             )
         optimizer.step()
         self.lr_schedulers().step()
-        return step
+        loss, accuracy, features = step
+        return loss / self.loss_weight, accuracy, features
+
+    def _weighted_criterion(self, z: Tensor):
+        loss, accuracy = self.criterion(z)
+        return loss * self.loss_weight, accuracy
 
     def configure_optimizers(self):
         return lightning_optimization(

@@ -54,6 +54,24 @@ def build_model(cfg: DictConfig) -> SimCLRModule:
     )
 
 
+def build_trainer(cfg: DictConfig, model: L.LightningModule) -> L.Trainer:
+    """The Trainer of ``cfg.trainer`` with the ``callbacks`` and ``logger`` groups, for
+    pre-training and fine-tuning alike.
+
+    Checkpoints are written by :class:`~simclr.safeguards.AtomicCheckpointIO`: atomically
+    (a kill never leaves a truncated ``last.ckpt``) and never with non-finite weights. Under
+    manual optimisation (gradient caching) ``model`` clips its gradients itself, so Lightning's
+    ``gradient_clip_val`` is switched off (Lightning refuses it there).
+    """
+    return hydra.utils.instantiate(
+        cfg.trainer,
+        callbacks=instantiate_all(cfg.get("callbacks")),
+        logger=instantiate_all(cfg.get("logger")) or False,
+        plugins=[AtomicCheckpointIO()],
+        **({} if model.automatic_optimization else {"gradient_clip_val": None}),
+    )
+
+
 def write_metrics(metrics: dict, output_dir: str | Path) -> Path:
     """Write ``metrics`` to ``<output_dir>/metrics.json``, warning about non-finite values."""
     non_finite = [name for name, value in metrics.items() if not math.isfinite(value)]
@@ -79,16 +97,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     model = build_model(cfg)
-    trainer: L.Trainer = hydra.utils.instantiate(
-        cfg.trainer,
-        callbacks=instantiate_all(cfg.get("callbacks")),
-        logger=instantiate_all(cfg.get("logger")) or False,
-        # Checkpoints are written atomically (never a truncated last.ckpt) and never with
-        # non-finite weights.
-        plugins=[AtomicCheckpointIO()],
-        # Manual optimisation (gradient caching): the module clips, Lightning must not.
-        **({} if model.automatic_optimization else {"gradient_clip_val": None}),
-    )
+    trainer = build_trainer(cfg, model)
     log.info("output folder: %s", cfg.paths.output_dir)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {

@@ -44,8 +44,14 @@ def simclr_augmentation(
     crop_scale: Sequence[float] = (0.08, 1.0),
     crop_ratio: Sequence[float] = (3 / 4, 4 / 3),
     flip_prob: float = 0.5,
+    rotation_prob: float = 0.0,
+    rotation_degrees: float = 0.0,
 ) -> v2.Compose:
-    """One random view of an image, as the paper draws it (see the module docstring)."""
+    """One random view of an image, as the paper draws it (see the module docstring).
+
+    ``rotation_prob`` > 0 adds a rotation by an angle ~ U(-``rotation_degrees``,
+    ``rotation_degrees``) after the crop and flip (not in the paper; for digits).
+    """
     s = color_strength
     steps = [
         v2.ToImage(),
@@ -53,23 +59,40 @@ def simclr_augmentation(
             image_size, scale=tuple(crop_scale), ratio=tuple(crop_ratio), antialias=True
         ),
         v2.RandomHorizontalFlip(p=flip_prob),
+    ]
+    if rotation_prob > 0 and rotation_degrees > 0:
+        rotation = v2.RandomRotation(rotation_degrees, interpolation=v2.InterpolationMode.BILINEAR)
+        steps.append(v2.RandomApply([rotation], p=rotation_prob))
+    # The colour operations work on floats: on uint8 every one of them would round its
+    # output to 256 levels, which coarsens dark or low-contrast images (upsampled digits
+    # have 17 grey levels to begin with). The batched pipeline computes in floats as well.
+    steps += [
+        v2.ToDtype(torch.float32, scale=True),
         v2.RandomApply([v2.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=color_prob),
         v2.RandomGrayscale(p=grayscale_prob),
     ]
     if blur_prob > 0:
         blur = v2.GaussianBlur(blur_kernel_size(image_size), sigma=(0.1, 2.0))
         steps.append(v2.RandomApply([blur], p=blur_prob))
-    return v2.Compose(steps + _to_normalised_float(mean, std))
+    return v2.Compose([*steps, v2.Normalize(list(mean), list(std))])
 
 
 def evaluation_transform(
-    image_size: int, mean: Sequence[float], std: Sequence[float]
+    image_size: int, mean: Sequence[float], std: Sequence[float], crop_fraction: float = 1.0
 ) -> v2.Compose:
-    """Deterministic: resize the short side, centre-crop to ``image_size``, normalise."""
+    """Deterministic: the central ``crop_fraction`` of the short side, resized to
+    ``image_size``, then normalised.
+
+    The official code takes the central 87.5% (``CROP_PROPORTION``) for images above 32 px,
+    the usual ImageNet evaluation (resize to 256, centre-crop 224), and the whole image for
+    32 px ones; the data configs set ``data.eval_crop_fraction`` accordingly.
+    """
+    if not 0 < crop_fraction <= 1:
+        raise ConfigError(f"data.eval_crop_fraction must be in (0, 1], got {crop_fraction}")
     return v2.Compose(
         [
             v2.ToImage(),
-            v2.Resize(image_size, antialias=True),
+            v2.Resize(round(image_size / crop_fraction), antialias=True),
             v2.CenterCrop(image_size),
             *_to_normalised_float(mean, std),
         ]

@@ -106,6 +106,11 @@ def config_problems(cfg: DictConfig) -> list[str]:
         "an integer >= 0 (or -1: no limit, stop at trainer.max_steps)",
     )
     check("data.batch_size", lambda v: _is_number(v) and v >= 1, "an integer >= 1")
+    probability = lambda v: _is_number(v) and 0 <= v <= 1  # noqa: E731
+    for name in ("color_prob", "grayscale_prob", "blur_prob", "flip_prob", "rotation_prob"):
+        check(f"data.augment.{name}", probability, "a probability in [0, 1]")
+    check("data.augment.rotation_degrees", non_negative, "a number of degrees >= 0")
+    check("data.eval_crop_fraction", lambda v: _is_number(v) and 0 < v <= 1, "in (0, 1]")
     one_of("callbacks.non_finite.action", NON_FINITE_ACTIONS)
 
     # The global batch is split evenly over the devices (SimCLRDataModule).
