@@ -4,8 +4,8 @@ see README.md ("Evaluating an encoder") and configs/finetune.yaml."""
 import hydra
 from omegaconf import DictConfig
 
-from simclr.cli import run_for_user
-from simclr.finetune import run
+from simclr.tasks.common import run_for_user
+from simclr.tasks.finetune import run
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="finetune")

@@ -3,8 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from simclr.cli import run_for_user
-from simclr.training import run
+from simclr.tasks.common import run_for_user
+from simclr.tasks.pretrain import run
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="pretrain")

@@ -13,7 +13,8 @@ Prints one ``name: value`` line per figure, all measured in this one run:
 - ``loss_ms_n{256,1024,4096}``: NT-Xent forward + backward, two views of N images, D = 128;
   ``loss_vs_reference_n4096``: its time over a plain masked cross-entropy written here.
 - ``aug_views_per_s_{32,96}px``: the per-image augmentation in one thread (one worker);
-  ``aug_batched_views_per_s_{32,96}px``: the batched augmentation (simclr.batch_augment).
+  ``aug_batched_views_per_s_{32,96}px``: the batched augmentation
+  (simclr.data.augment.batch_augment).
 - ``peak_mem_mb``: peak resident memory of the process that ran the steps.
 - ``channels_last_speedup``: ceiling with channels-last over the default layout.
 
@@ -69,8 +70,8 @@ def compose(overrides: list[str]):
 
 def step_worker(overrides: list[str], steps: int, queue) -> None:
     """Full pre-training steps through the real DataModule and LightningModule."""
-    from simclr.optim import build_optimizer, build_scheduler
-    from simclr.training import build_datamodule, build_model
+    from simclr.optim.optimizers import build_optimizer, build_scheduler
+    from simclr.tasks.pretrain import build_datamodule, build_model
 
     cfg = compose(overrides)
     torch.manual_seed(0)
@@ -110,7 +111,7 @@ def step_worker(overrides: list[str], steps: int, queue) -> None:
 
 def ceiling_worker(overrides: list[str], steps: int, queue) -> None:
     """The encoder alone: forward + backward on a ready tensor of all views."""
-    from simclr.backbones import build_backbone
+    from simclr.models.backbones import build_backbone
 
     cfg = compose(overrides)
     backbone = dict(cfg.backbone)
@@ -151,7 +152,7 @@ def reference_loss(z: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor, t
 
 
 def loss_figures(repeats: int) -> dict:
-    from simclr.loss import NTXentLoss
+    from simclr.losses.ntxent import NTXentLoss
 
     criterion = NTXentLoss(0.5)
     figures = {}
@@ -176,8 +177,8 @@ def loss_figures(repeats: int) -> dict:
 
 
 def augmentation_figures(count: int) -> dict:
-    from simclr.batch_augment import BatchAugmentation
-    from simclr.transforms import simclr_augmentation
+    from simclr.data.augment.batch_augment import BatchAugmentation
+    from simclr.data.augment.transforms import simclr_augmentation
 
     figures = {}
     threads = torch.get_num_threads()

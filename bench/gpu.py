@@ -46,7 +46,7 @@ class StepTimer(L.Callback):
 def measure(overrides: list[str], steps: int, warmup: int) -> dict:
     from hydra import compose, initialize_config_dir
 
-    from simclr.training import build_datamodule, build_model
+    from simclr.tasks.pretrain import build_datamodule, build_model
 
     with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
         cfg = compose(

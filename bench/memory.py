@@ -44,8 +44,8 @@ def peak_resident_mib() -> float:
 def run_case(name: str, image_size: int, threads: int) -> dict:
     import torch
 
-    from simclr.gradcache import gradient_cached_step
-    from simclr.pretrain import SimCLRModule
+    from simclr.memory.gradcache import gradient_cached_step
+    from simclr.models.pretrain import SimCLRModule
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

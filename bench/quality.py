@@ -8,7 +8,7 @@ overrides given): the same encoder (this project's backbone registry), data spli
 number of optimiser steps, learning rate and its warm-up + cosine schedule, temperature,
 weight decay and augmentation parameters.
 
-- ours: ``simclr.training.run(cfg)``, the function ``train.py`` calls (monitors and pictures
+- ours: ``simclr.tasks.pretrain.run(cfg)``, the function ``train.py`` calls (monitors and pictures
   off, they do not change the weights), the encoder read back from ``last.ckpt``;
 - peer: a plain PyTorch loop over lightly's public components (``SimCLRTransform``,
   ``SimCLRProjectionHead``, ``NTXentLoss``, ``LARS``, ``get_weight_decay_parameters``), one
@@ -114,7 +114,7 @@ class Evaluator:
     """The digits train (bank, labelled pool) and test splits of a composed config."""
 
     def __init__(self, cfg):
-        from simclr.training import build_datamodule
+        from simclr.tasks.pretrain import build_datamodule
 
         datamodule = build_datamodule(cfg)
         splits = datamodule.load_splits()
@@ -140,8 +140,8 @@ class Evaluator:
 
 
 def train_ours(cfg) -> tuple[nn.Module, dict]:
-    from simclr.export import read_encoder
-    from simclr.training import run
+    from simclr.tasks.export import read_encoder
+    from simclr.tasks.pretrain import run
 
     metrics = run(cfg)
     checkpoint = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
@@ -196,8 +196,8 @@ def train_peer(cfg, train_images: Tensor, seed: int) -> tuple[nn.Module, dict]:
     from lightly.utils.lars import LARS
     from omegaconf import OmegaConf
 
-    from simclr.backbones import build_backbone
-    from simclr.optim import scaled_learning_rate, warmup_cosine_factor
+    from simclr.models.backbones import build_backbone
+    from simclr.optim.optimizers import scaled_learning_rate, warmup_cosine_factor
 
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluator = Evaluator(cfg)
         floors = {"raw_pixels": evaluator.score(lambda images: images)}
         if args.ckpt:
-            from simclr.export import read_encoder
+            from simclr.tasks.export import read_encoder
 
             weights = read_encoder(args.ckpt)
             encoder, _ = weights.build()
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from omegaconf import OmegaConf
 
-        from simclr.backbones import build_backbone
+        from simclr.models.backbones import build_backbone
 
         torch.manual_seed(0)
         random_encoder, _ = build_backbone(

@@ -8,12 +8,12 @@ import pytest
 import torch
 import torchvision
 
-from simclr import activation_checkpointing as recompute
-from simclr.backbones import build_backbone
 from simclr.errors import ConfigError
-from simclr.gradcache import gradient_cached_step
-from simclr.pretrain import SimCLRModule
-from simclr.training import run
+from simclr.memory import activation_checkpointing as recompute
+from simclr.memory.gradcache import gradient_cached_step
+from simclr.models.backbones import build_backbone
+from simclr.models.pretrain import SimCLRModule
+from simclr.tasks.pretrain import run
 
 NUM_IMAGES, IMAGE_SIZE = 8, 16
 
@@ -181,7 +181,7 @@ def test_auto_decides_at_fit_start_from_the_free_memory(
         original(self, enabled)
 
     monkeypatch.setattr(SimCLRModule, "_set_checkpointing", spy)
-    with caplog.at_level(logging.INFO, logger="simclr.pretrain"):
+    with caplog.at_level(logging.INFO, logger="simclr.models.pretrain"):
         metrics = run(fast_config("trainer.fast_dev_run=true"))
     # Built switched off, then set once when training starts.
     assert chosen == [False, expected]

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from simclr.backbones import BACKBONES, build_backbone, use_small_stem
+from simclr.models.backbones import BACKBONES, build_backbone, use_small_stem
 
 
 def count(model: torch.nn.Module) -> int:

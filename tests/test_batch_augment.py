@@ -8,7 +8,7 @@ import torch
 from torchvision import transforms as T
 from torchvision.transforms.v2 import functional as TF
 
-from simclr.batch_augment import (
+from simclr.data.augment.batch_augment import (
     BatchAugmentation,
     adjust_brightness,
     adjust_contrast,

@@ -3,7 +3,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from simclr.data import DATASETS, SimCLRDataModule, balanced_subset, load_digits
+from simclr.data.pretraining import DATASETS, SimCLRDataModule, balanced_subset, load_digits
 
 AUGMENT = {"color_strength": 0.5, "blur_prob": 0.0}
 

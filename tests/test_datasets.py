@@ -27,7 +27,7 @@ from data_files import (
     write_image_folder,
     write_stl10,
 )
-from simclr.data import (
+from simclr.data.pretraining import (
     ImageFiles,
     SimCLRDataModule,
     UndecodableImageError,
@@ -39,7 +39,7 @@ from simclr.data import (
     load_stl10,
 )
 from simclr.errors import ConfigError, DataError
-from simclr.training import build_datamodule, run
+from simclr.tasks.pretrain import build_datamodule, run
 
 CIFAR10, CIFAR100, STL10 = (torchvision.datasets.CIFAR10, torchvision.datasets.CIFAR100,
                             torchvision.datasets.STL10)  # fmt: skip
@@ -365,7 +365,7 @@ def test_skipping_corrupt_images_keeps_batches_full_and_counts(tmp_path, caplog)
         list(dm.labelled_dataloader(split))
     assert total == 10  # 10 training images, 2 of them corrupt: the batch is served in full
     assert sorted(dm.skipped_images()) == sorted([str(garbage), str(truncated)])
-    with caplog.at_level(logging.WARNING, logger="simclr.data"):
+    with caplog.at_level(logging.WARNING, logger="simclr.data.pretraining"):
         dm.teardown("fit")
     assert "skipped 2 image file(s) that could not be decoded" in caplog.text
 
@@ -374,7 +374,7 @@ def test_skipping_corrupt_images_keeps_batches_full_and_counts(tmp_path, caplog)
 
 
 def test_loader_settings(tmp_path, monkeypatch):
-    monkeypatch.setattr("simclr.data.available_cpus", lambda: 16)
+    monkeypatch.setattr("simclr.data.pretraining.available_cpus", lambda: 16)
     dm = datamodule("fake", tmp_path, 32, batch_size=8, num_workers=None, prefetch_factor=3)
     dm.trainer = type("Trainer", (), {"num_devices": 4, "world_size": 4})()
     # 16 cores / 4 devices, less the device's own process

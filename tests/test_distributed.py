@@ -23,8 +23,8 @@ from torch import nn
 from torch.multiprocessing import ProcessExitedException
 from torch.utils.data import DataLoader, Dataset
 
-from simclr.loss import NTXentLoss, distributed_world, gather_across_ranks
-from simclr.pretrain import SimCLRModule
+from simclr.losses.ntxent import NTXentLoss, distributed_world, gather_across_ranks
+from simclr.models.pretrain import SimCLRModule
 
 NUM_IMAGES, IMAGE_SIZE, WORLD_SIZE = 8, 8, 2
 

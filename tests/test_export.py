@@ -9,8 +9,8 @@ from torch import nn
 
 from conftest import compose_config
 from simclr.errors import DataError
-from simclr.export import export_encoder, main, read_encoder
-from simclr.pretrain import SimCLRModule
+from simclr.models.pretrain import SimCLRModule
+from simclr.tasks.export import export_encoder, main, read_encoder
 
 
 def save_checkpoint(tmp_path, backbone: dict, image_size: int = 32):
@@ -69,7 +69,7 @@ def test_export_command_and_reader_round_trip(tmp_path, capsys):
 
 
 def test_finetune_accepts_an_exported_encoder(tmp_path):
-    from simclr.finetune import run
+    from simclr.tasks.finetune import run
 
     backbone = {"name": "slim_resnet18", "width": 0.125, "depthwise": False, "small_stem": None}
     _, checkpoint = save_checkpoint(tmp_path, backbone)

@@ -9,9 +9,9 @@ from omegaconf import OmegaConf
 
 from conftest import FAST_OVERRIDES, compose_config, run_script
 from simclr.errors import ConfigError, DataError
-from simclr.finetune import FineTuneDataModule, run
-from simclr.training import plain
-from simclr.training import run as pretrain
+from simclr.tasks.finetune import FineTuneDataModule, run
+from simclr.tasks.pretrain import plain
+from simclr.tasks.pretrain import run as pretrain
 
 FINETUNE_FAST = [
     "data=fake",
@@ -183,8 +183,8 @@ def test_bad_label_fraction_stops_before_any_work(tmp_path, monkeypatch):
 
 
 def test_initialisation_options_do_not_make_another_architecture(tmp_path):
-    from simclr.export import EncoderWeights
-    from simclr.finetune import resolve_backbone
+    from simclr.tasks.export import EncoderWeights
+    from simclr.tasks.finetune import resolve_backbone
 
     # A checkpoint written before backbone.zero_init_residual existed, or with the other value:
     # its weights replace any initialisation, so the architecture is the same.

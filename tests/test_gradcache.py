@@ -1,7 +1,7 @@
 """Gradient caching gives the full-batch NT-Xent gradients with micro-batch forward passes.
 
-Exactness promised (README "Scaling", simclr.gradcache): equal to one full-batch backward when
-an image's projection does not depend on the other images of its pass (BatchNorm frozen or
+Exactness promised (README "Scaling", simclr.memory.gradcache): equal to one full-batch backward
+when an image's projection does not depend on the other images of its pass (BatchNorm frozen or
 absent, or one micro-batch); with training-mode BatchNorm and several micro-batches, equal to
 the backward of the full-batch loss whose projections were computed micro-batch by micro-batch.
 """
@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from simclr.errors import ConfigError
-from simclr.gradcache import gradient_cached_step, micro_batches
-from simclr.loss import NTXentLoss
-from simclr.pretrain import SimCLRModule
-from simclr.training import run
+from simclr.losses.ntxent import NTXentLoss
+from simclr.memory.gradcache import gradient_cached_step, micro_batches
+from simclr.models.pretrain import SimCLRModule
+from simclr.tasks.pretrain import run
 
 NUM_IMAGES, IMAGE_SIZE = 8, 8
 
@@ -174,7 +174,7 @@ def test_the_re_run_replays_the_random_state_of_the_cached_pass(restore_random_s
     ]
     criterion(torch.cat(pieces, dim=1)).loss.backward()
     if not restore_random_state:
-        monkeypatch.setattr("simclr.gradcache._restore_random_state", lambda state: None)
+        monkeypatch.setattr("simclr.memory.gradcache._restore_random_state", lambda state: None)
     torch.manual_seed(5)
     gradient_cached_step(model, model, views, criterion, micro_batch_size=2)
     same = all(

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from simclr.heads import ProjectionHead, ScaleOnlyBatchNorm
+from simclr.models.heads import ProjectionHead, ScaleOnlyBatchNorm
 
 
 @pytest.mark.parametrize("num_layers", [1, 2, 3])

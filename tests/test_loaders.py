@@ -17,10 +17,10 @@ from torch.utils.data import DataLoader, RandomSampler, SequentialSampler, Tenso
 
 from conftest import compose_config
 from simclr import finetune
-from simclr.data import LoaderSettings, SimCLRDataModule, make_loader
-from simclr.finetune import FineTuneDataModule
-from simclr.safeguards import AtomicCheckpointIO
-from simclr.training import build_trainer
+from simclr.callbacks.safeguards import AtomicCheckpointIO
+from simclr.data.pretraining import LoaderSettings, SimCLRDataModule, make_loader
+from simclr.tasks.finetune import FineTuneDataModule
+from simclr.tasks.pretrain import build_trainer
 
 # A data config as the DataModules receive it (configs/data/fake.yaml, smaller).
 DATA = {
@@ -57,7 +57,7 @@ def finetuning_loaders(datamodule: FineTuneDataModule, trainer) -> dict[str, Dat
 def test_finetuning_loaders_choose_the_worker_count_when_it_is_null(monkeypatch):
     # data.num_workers=null (configs/data/loader/default.yaml) once crashed fine-tuning's
     # training loader, which passed None on to the DataLoader.
-    monkeypatch.setattr("simclr.data.available_cpus", lambda: 8)
+    monkeypatch.setattr("simclr.data.pretraining.available_cpus", lambda: 8)
     datamodule = FineTuneDataModule({**DATA, "num_workers": None}, label_fraction=1.0)
     # 8 cores, less the device's own process; over 2 devices, 4 cores each, less one.
     for trainer, workers in ((None, 7), (trainer_of(2), 3)):

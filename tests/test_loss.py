@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from simclr.loss import NTXentLoss
+from simclr.losses.ntxent import NTXentLoss
 
 
 def reference_ntxent(z: torch.Tensor, temperature: float) -> float:

@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from conftest import FAST_OVERRIDES, compose_config
-from simclr.monitors import OnlineLinearProbe, WeightedKNN, weighted_knn_predict
-from simclr.training import run
-from simclr.visuals import palette, pca_2d, scatter_image
+from simclr.callbacks.monitors import OnlineLinearProbe, WeightedKNN, weighted_knn_predict
+from simclr.callbacks.pictures import palette, pca_2d, scatter_image
+from simclr.tasks.pretrain import run
 
 FAST = [
     *FAST_OVERRIDES,

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from simclr.optim import (
+from simclr.optim.optimizers import (
     LARS,
     build_optimizer,
     parameter_groups,

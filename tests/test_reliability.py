@@ -12,12 +12,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import simclr.pretrain
+import simclr.models.pretrain
 from conftest import FAST_OVERRIDES, ROOT, run_script
-from simclr.loss import ContrastiveOutput, NTXentLoss
-from simclr.optim import warmup_cosine_factor
-from simclr.safeguards import AtomicCheckpointIO, NonFiniteError, NonFiniteGuard
-from simclr.training import run
+from simclr.callbacks.safeguards import AtomicCheckpointIO, NonFiniteError, NonFiniteGuard
+from simclr.losses.ntxent import ContrastiveOutput, NTXentLoss
+from simclr.optim.optimizers import warmup_cosine_factor
+from simclr.tasks.pretrain import run
 
 # 64 fake images, batch 16: 4 optimiser steps an epoch. A last.ckpt after every step.
 EVERY_STEP = [
@@ -51,7 +51,7 @@ def nan_loss_at(monkeypatch):
                     return ContrastiveOutput(out.loss * float("nan"), out.accuracy)
                 return out
 
-        monkeypatch.setattr(simclr.pretrain, "NTXentLoss", Poisoned)
+        monkeypatch.setattr(simclr.models.pretrain, "NTXentLoss", Poisoned)
         return losses
 
     return install
@@ -173,7 +173,7 @@ def test_a_failed_write_leaves_the_old_checkpoint(tmp_path, monkeypatch):
 
 WRITER = """
 import sys, torch
-from simclr.safeguards import AtomicCheckpointIO
+from simclr.callbacks.safeguards import AtomicCheckpointIO
 io, i = AtomicCheckpointIO(), 0
 while True:
     state = {"w": torch.full((1_000_000,), float(i))}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from simclr.training import run
+from simclr.tasks.pretrain import run
 
 # Augmentation that leaves every image as it is, so both pipelines feed identical views.
 IDENTITY_AUGMENT = [

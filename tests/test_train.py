@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import run_script
-from simclr.training import run
+from simclr.tasks.pretrain import run
 
 
 @pytest.mark.parametrize("optimizer", ["lars", "sgd", "adamw", "nadam"])
@@ -76,7 +76,7 @@ def test_learning_rate_warms_up_then_decays_every_step(fast_config, tmp_path):
 def test_hyperparameters_are_plain_values(fast_config, tmp_path):
     run(fast_config("trainer.fast_dev_run=true"))
     # fast_dev_run writes no checkpoint; build the module as a checkpoint would restore it.
-    from simclr.training import build_model
+    from simclr.tasks.pretrain import build_model
 
     model = build_model(fast_config())
     hparams = dict(model.hparams)

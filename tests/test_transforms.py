@@ -2,7 +2,7 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from simclr.transforms import (
+from simclr.data.augment.transforms import (
     MultiViewTransform,
     blur_kernel_size,
     evaluation_transform,

@@ -7,9 +7,9 @@ import pytest
 from omegaconf import OmegaConf, open_dict
 
 from conftest import compose_config, run_script
+from simclr.config.checks import config_problems, resolve_ckpt_path, validate_config
 from simclr.errors import ConfigError
-from simclr.training import run
-from simclr.validation import config_problems, resolve_ckpt_path, validate_config
+from simclr.tasks.pretrain import run
 
 
 def problems_of(tmp_path, *overrides: str) -> str:

@@ -49,11 +49,15 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.datasets.utils import check_integrity, extract_archive
 from torchvision.transforms import v2
 
-from simclr.backbones import SMALL_IMAGE_MAX_SIZE
-from simclr.batch_augment import BatchAugmentation
+from simclr.data.augment.batch_augment import BatchAugmentation
+from simclr.data.augment.transforms import (
+    MultiViewTransform,
+    evaluation_transform,
+    simclr_augmentation,
+)
 from simclr.errors import ConfigError, DataError
+from simclr.models.backbones import SMALL_IMAGE_MAX_SIZE
 from simclr.registry import registrar
-from simclr.transforms import MultiViewTransform, evaluation_transform, simclr_augmentation
 
 log = logging.getLogger(__name__)
 
@@ -903,7 +907,8 @@ class SimCLRDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """With ``augment_on_device``, turns a training batch of uint8 images into V views
-        drawn per image by :class:`simclr.batch_augment.BatchAugmentation`, on the device."""
+        drawn per image by :class:`~simclr.data.augment.batch_augment.BatchAugmentation`, on
+        the device."""
         if not self.views_on_device():
             return batch
         images, labels = batch

@@ -16,12 +16,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from simclr.activation_checkpointing import is_checkpointing_mode
-from simclr.backbones import BACKBONES, WIDE_RESNET_WIDTHS
-from simclr.data import DATASETS
+from simclr.callbacks.safeguards import NON_FINITE_ACTIONS
+from simclr.data.pretraining import DATASETS
 from simclr.errors import ConfigError
-from simclr.optim import OPTIMIZERS
-from simclr.safeguards import NON_FINITE_ACTIONS
+from simclr.memory.activation_checkpointing import is_checkpointing_mode
+from simclr.models.backbones import BACKBONES, WIDE_RESNET_WIDTHS
+from simclr.optim.optimizers import OPTIMIZERS
 
 _MISSING = object()
 

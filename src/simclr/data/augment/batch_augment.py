@@ -1,10 +1,11 @@
 """SimCLR's augmentation applied to a whole batch at once, on the batch's device.
 
-The per-image pipeline (:mod:`simclr.transforms`) runs in CPU data-loader workers, which can
-starve a GPU. For data sets held in memory as equal-size uint8 images (digits, CIFAR), this
-module draws the same random parameters per image (crop box, flip, colour jitter factors and
-order, grayscale, blur sigma), with the same distributions as torchvision's transforms, and
-applies them as batched tensor operations after the batch reached the device.
+The per-image pipeline (:mod:`simclr.data.augment.transforms`) runs in CPU data-loader
+workers, which can starve a GPU. For data sets held in memory as equal-size uint8 images
+(digits, CIFAR), this module draws the same random parameters per image (crop box, flip,
+colour jitter factors and order, grayscale, blur sigma), with the same distributions as
+torchvision's transforms, and applies them as batched tensor operations after the batch reached
+the device.
 
 Input: uint8 images ``(B, 3, H, W)``. Output: normalised float views ``(B, 3, S, S)``.
 """
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-from simclr.transforms import blur_kernel_size
+from simclr.data.augment.transforms import blur_kernel_size
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision's grayscale
 CROP_ATTEMPTS = 10  # torchvision's RandomResizedCrop tries 10 boxes before its fallback
@@ -127,7 +128,7 @@ def gaussian_blur(images: Tensor, kernel_size: int, sigma: Tensor) -> Tensor:
 class BatchAugmentation(nn.Module):
     """One random SimCLR view of every image of a uint8 batch; see the module docstring.
 
-    The arguments are those of :func:`simclr.transforms.simclr_augmentation`.
+    The arguments are those of :func:`simclr.data.augment.transforms.simclr_augmentation`.
     """
 
     def __init__(

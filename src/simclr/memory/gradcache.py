@@ -38,7 +38,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import get_device_states, set_device_states
 
 from simclr.errors import ConfigError
-from simclr.loss import ContrastiveOutput
+from simclr.losses.ntxent import ContrastiveOutput
 
 # images (B, 3, H, W) -> (h (B, F), z (B, D))
 EncodeFn = Callable[[Tensor], tuple[Tensor, Tensor]]

@@ -8,8 +8,8 @@ ResNet-50s keep large feature maps: ResNet-50 (2x) saves about 48 MiB per view, 
 Checkpointing keeps only each residual block's input during the forward pass and recomputes
 the block's inside during the backward pass: memory falls to the block inputs plus one block's
 activations, for about one extra forward pass of compute. Unlike gradient caching
-(:mod:`simclr.gradcache`), BatchNorm still normalises the whole batch at once, so the loss and
-the gradients are those of the plain pass. The recomputation would update the BatchNorm
+(:mod:`simclr.memory.gradcache`), BatchNorm still normalises the whole batch at once, so the
+loss and the gradients are those of the plain pass. The recomputation would update the BatchNorm
 running statistics a second time; they are restored after it, so they too match the plain pass.
 
 ``model.activation_checkpointing``: ``true`` / ``false``, or ``auto`` (the default): on when
@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from simclr.errors import ConfigError
-from simclr.gradcache import frozen_running_stats
+from simclr.memory.gradcache import frozen_running_stats
 
 # Share of the free memory one pass's saved activations may take before ``auto`` turns
 # checkpointing on; the rest covers what the backward pass adds (activation gradients, the

@@ -29,14 +29,20 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from simclr.backbones import architecture, build_backbone, use_small_stem
-from simclr.data import SimCLRDataModule, Transformed, balanced_subset, make_loader, world_size
+from simclr.config.checks import validate_config
+from simclr.data.augment.transforms import simclr_augmentation
+from simclr.data.pretraining import (
+    SimCLRDataModule,
+    Transformed,
+    balanced_subset,
+    make_loader,
+    world_size,
+)
 from simclr.errors import ConfigError
-from simclr.export import EncoderWeights, describe, load_encoder_weights, read_encoder
-from simclr.optim import lightning_optimization
-from simclr.training import build_trainer, plain, write_metrics
-from simclr.transforms import simclr_augmentation
-from simclr.validation import validate_config
+from simclr.models.backbones import architecture, build_backbone, use_small_stem
+from simclr.optim.optimizers import lightning_optimization
+from simclr.tasks.export import EncoderWeights, describe, load_encoder_weights, read_encoder
+from simclr.tasks.pretrain import build_trainer, plain, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +56,12 @@ class FineTuneModule(L.LightningModule):
     """An encoder (from the backbone registry) and a new linear head on its output h.
 
     Args:
-        backbone: :func:`simclr.backbones.build_backbone`'s arguments without ``image_size``.
+        backbone: :func:`simclr.models.backbones.build_backbone`'s arguments without ``image_size``.
         image_size: side of the images in pixels.
         num_classes: classes of the labelled task.
         mode: ``full`` (everything trains) or ``linear`` (encoder frozen, in eval mode).
-        optimizer: :func:`simclr.optim.build_optimizer`'s arguments without the model/batch.
-        scheduler: :func:`simclr.optim.build_scheduler`'s (``warmup_epochs``, ``min_lr_ratio``).
+        optimizer: :func:`~simclr.optim.build_optimizer`'s arguments without the model/batch.
+        scheduler: :func:`~simclr.optim.build_scheduler`'s (``warmup_epochs``, ``min_lr_ratio``).
         batch_size: global batch, for the learning-rate scaling.
         head_batch_norm: put a BatchNorm without affine parameters on h before the linear
             layer (as MAE's linear probing, He et al. 2021): it standardises every feature, so
@@ -156,7 +162,7 @@ class FineTuneDataModule(L.LightningDataModule):
     """The labelled splits of a registered data set for fine-tuning.
 
     Training uses ``label_fraction`` of the training split, the same number of images from
-    every class (:func:`simclr.data.balanced_subset`, fixed by ``label_seed``), with random
+    every class (:func:`~simclr.data.balanced_subset`, fixed by ``label_seed``), with random
     resized crops and flips (the paper's linear-evaluation augmentation); validation (model
     selection) and test use the data set's own val and test splits with the evaluation
     transform, so neither is ever trained on.

@@ -14,13 +14,13 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from simclr import activation_checkpointing as recompute
-from simclr.backbones import build_backbone
 from simclr.errors import ConfigError
-from simclr.gradcache import gradient_cached_step
-from simclr.heads import ProjectionHead
-from simclr.loss import NTXentLoss
-from simclr.optim import lightning_optimization
+from simclr.losses.ntxent import NTXentLoss
+from simclr.memory import activation_checkpointing as recompute
+from simclr.memory.gradcache import gradient_cached_step
+from simclr.models.backbones import build_backbone
+from simclr.models.heads import ProjectionHead
+from simclr.optim.optimizers import lightning_optimization
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +29,19 @@ class SimCLRModule(L.LightningModule):
     """Pre-trains ``encoder`` by contrasting ``num_views`` augmented views of each image.
 
     Args:
-        backbone: keyword arguments of :func:`simclr.backbones.build_backbone` (``name``,
+        backbone: keyword arguments of :func:`~simclr.models.backbones.build_backbone` (``name``,
             ``small_stem``, ``width``, ``depthwise``), without ``image_size``.
-        head: keyword arguments of :class:`simclr.heads.ProjectionHead`, without ``input_dim``.
-        optimizer: keyword arguments of :func:`simclr.optim.build_optimizer` without the model
+        head: keyword arguments of :class:`~simclr.models.heads.ProjectionHead`, without
+            ``input_dim``.
+        optimizer: keyword arguments of :func:`~simclr.optim.build_optimizer` without the model
             and the batch size.
-        scheduler: keyword arguments of :func:`simclr.optim.build_scheduler` (``warmup_epochs``,
-            ``min_lr_ratio``).
+        scheduler: keyword arguments of :func:`~simclr.optim.build_scheduler`
+            (``warmup_epochs``, ``min_lr_ratio``).
         image_size: side of the training views in pixels (chooses the stem).
         batch_size: global batch (images per optimiser step over all devices), for the
             learning-rate scaling.
         micro_batch_size: images per forward pass for gradient caching (exact NT-Xent over the
-            whole batch with the memory of a micro-batch, see :mod:`simclr.gradcache`); the
+            whole batch with the memory of a micro-batch, see :mod:`simclr.memory.gradcache`); the
             optimisation is then manual. ``None``: one pass over the batch.
         gradient_clip_val, gradient_clip_algorithm: gradient clipping done by the module in
             the gradient-caching mode (Lightning clips only in automatic optimisation).
@@ -49,8 +50,8 @@ class SimCLRModule(L.LightningModule):
         compile_encoder: ``torch.compile`` the encoder (slow start, faster steps on GPUs).
         activation_checkpointing: recompute each residual block's activations in the backward
             pass instead of keeping them (same gradients, about a third more compute, much less
-            memory; see :mod:`simclr.activation_checkpointing`). ``"auto"``: on when one pass's
-            activations would not fit in the free memory, decided when training starts.
+            memory; see :mod:`simclr.memory.activation_checkpointing`). ``"auto"``: on when one
+            pass's activations would not fit in the free memory, decided when training starts.
         sum_over_views: optimise the sum over the V views of each view's mean loss, V times
             the paper's mean, as the official code does (``loss_a + loss_b``). LARS adapts the
             weights' steps to their gradients' size, so this changes only the steps of the

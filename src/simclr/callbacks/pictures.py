@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from simclr.monitors import embed
+from simclr.callbacks.monitors import embed
 
 
 def palette(num_classes: int) -> Tensor:

@@ -16,10 +16,10 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from simclr.data import SimCLRDataModule
-from simclr.pretrain import SimCLRModule
-from simclr.safeguards import AtomicCheckpointIO
-from simclr.validation import resolve_ckpt_path, validate_config
+from simclr.callbacks.safeguards import AtomicCheckpointIO
+from simclr.config.checks import resolve_ckpt_path, validate_config
+from simclr.data.pretraining import SimCLRDataModule
+from simclr.models.pretrain import SimCLRModule
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def build_trainer(cfg: DictConfig, model: L.LightningModule) -> L.Trainer:
     """The Trainer of ``cfg.trainer`` with the ``callbacks`` and ``logger`` groups, for
     pre-training and fine-tuning alike.
 
-    Checkpoints are written by :class:`~simclr.safeguards.AtomicCheckpointIO`: atomically
+    Checkpoints are written by :class:`~simclr.callbacks.safeguards.AtomicCheckpointIO`: atomically
     (a kill never leaves a truncated ``last.ckpt``) and never with non-finite weights. Under
     manual optimisation (gradient caching) ``model`` clips its gradients itself, so Lightning's
     ``gradient_clip_val`` is switched off (Lightning refuses it there).
