@@ -70,7 +70,7 @@ def compose(overrides: list[str]):
 
 def step_worker(overrides: list[str], steps: int, queue) -> None:
     """Full pre-training steps through the real DataModule and LightningModule."""
-    from simclr.optim.optimizers import build_optimizer, build_scheduler
+    from simclr.optim import build_optimizer, build_scheduler
     from simclr.tasks.pretrain import build_datamodule, build_model
 
     cfg = compose(overrides)
@@ -111,7 +111,7 @@ def step_worker(overrides: list[str], steps: int, queue) -> None:
 
 def ceiling_worker(overrides: list[str], steps: int, queue) -> None:
     """The encoder alone: forward + backward on a ready tensor of all views."""
-    from simclr.models.backbones import build_backbone
+    from simclr.models import build_backbone
 
     cfg = compose(overrides)
     backbone = dict(cfg.backbone)
@@ -152,7 +152,7 @@ def reference_loss(z: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor, t
 
 
 def loss_figures(repeats: int) -> dict:
-    from simclr.losses.ntxent import NTXentLoss
+    from simclr.losses import NTXentLoss
 
     criterion = NTXentLoss(0.5)
     figures = {}

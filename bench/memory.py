@@ -45,7 +45,7 @@ def run_case(name: str, image_size: int, threads: int) -> dict:
     import torch
 
     from simclr.memory.gradcache import gradient_cached_step
-    from simclr.models.pretrain import SimCLRModule
+    from simclr.models import SimCLRModule
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

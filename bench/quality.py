@@ -140,7 +140,7 @@ class Evaluator:
 
 
 def train_ours(cfg) -> tuple[nn.Module, dict]:
-    from simclr.tasks.export import read_encoder
+    from simclr.models import read_encoder
     from simclr.tasks.pretrain import run
 
     metrics = run(cfg)
@@ -196,8 +196,8 @@ def train_peer(cfg, train_images: Tensor, seed: int) -> tuple[nn.Module, dict]:
     from lightly.utils.lars import LARS
     from omegaconf import OmegaConf
 
-    from simclr.models.backbones import build_backbone
-    from simclr.optim.optimizers import scaled_learning_rate, warmup_cosine_factor
+    from simclr.models import build_backbone
+    from simclr.optim import scaled_learning_rate, warmup_cosine_factor
 
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluator = Evaluator(cfg)
         floors = {"raw_pixels": evaluator.score(lambda images: images)}
         if args.ckpt:
-            from simclr.tasks.export import read_encoder
+            from simclr.models import read_encoder
 
             weights = read_encoder(args.ckpt)
             encoder, _ = weights.build()
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from omegaconf import OmegaConf
 
-        from simclr.models.backbones import build_backbone
+        from simclr.models import build_backbone
 
         torch.manual_seed(0)
         random_encoder, _ = build_backbone(

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 
+from simclr.callbacks.epochs import EVERY_N_EPOCHS, epoch_due
 from simclr.errors import ConfigError
 
 
@@ -85,17 +86,13 @@ class _EpochMonitor(Callback):
     """Evaluates every ``every_n_epochs`` training epochs and at the last one."""
 
     def __init__(self, every_n_epochs: int, split: str):
-        if every_n_epochs < 1:
-            raise ConfigError(f"monitor every_n_epochs must be >= 1, got {every_n_epochs}")
-        self.every_n_epochs = every_n_epochs
+        self.every_n_epochs = EVERY_N_EPOCHS.check(every_n_epochs)
         self.split = split
         # {epoch: accuracy}; saved in checkpoints.
         self.history: dict[int, float] = {}
 
     def due(self, trainer: L.Trainer) -> bool:
-        epoch = trainer.current_epoch + 1
-        last = trainer.max_epochs is not None and epoch >= trainer.max_epochs
-        return last or trainer.should_stop or epoch % self.every_n_epochs == 0
+        return epoch_due(trainer, self.every_n_epochs)
 
     def loader(self, trainer: L.Trainer, split: str):
         datamodule = trainer.datamodule

@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 from torchvision.utils import make_grid
 
+from simclr.callbacks.epochs import EVERY_N_EPOCHS, epoch_due
 from simclr.callbacks.monitors import embed
 
 
@@ -67,7 +68,7 @@ class TensorBoardPictures(Callback):
 
     def __init__(self, num_images: int = 8, every_n_epochs: int = 10, split: str = "val"):
         self.num_images = num_images
-        self.every_n_epochs = every_n_epochs
+        self.every_n_epochs = EVERY_N_EPOCHS.check(every_n_epochs)
         self.split = split
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -86,9 +87,7 @@ class TensorBoardPictures(Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         writers = _image_loggers(trainer)
-        epoch = trainer.current_epoch + 1
-        last = trainer.max_epochs is not None and epoch >= trainer.max_epochs
-        if not writers or not (last or epoch % self.every_n_epochs == 0):
+        if not writers or not epoch_due(trainer, self.every_n_epochs):
             return
         loader = trainer.datamodule.labelled_dataloader(self.split)
         features, labels = embed(trainer, pl_module.encoder, loader)

@@ -27,11 +27,17 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import Tensor
 
-from simclr.errors import ConfigError, SimCLRError
+from simclr.errors import SimCLRError
+from simclr.rules import Rule
 
 log = logging.getLogger(__name__)
 
 NON_FINITE_ACTIONS = ("stop", "skip")
+NON_FINITE_ACTION = Rule(
+    "callbacks.non_finite.action",
+    lambda v: v in NON_FINITE_ACTIONS,
+    f"one of: {', '.join(sorted(NON_FINITE_ACTIONS))}",
+)
 
 
 class NonFiniteError(SimCLRError):
@@ -75,11 +81,7 @@ class NonFiniteGuard(L.Callback):
     """
 
     def __init__(self, action: str = "stop", check_gradients: bool = True):
-        if action not in NON_FINITE_ACTIONS:
-            raise ConfigError(
-                f"callbacks.non_finite.action={action!r}: must be one of "
-                f"{', '.join(NON_FINITE_ACTIONS)}"
-            )
+        NON_FINITE_ACTION.check(action)
         self.action = action
         self.check_gradients = check_gradients
         self.skipped_steps = 0

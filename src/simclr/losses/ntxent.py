@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from simclr.errors import ConfigError
+from simclr.rules import NUM_VIEWS, TEMPERATURE
 
 
 class ContrastiveOutput(NamedTuple):
@@ -143,15 +143,12 @@ class NTXentLoss(nn.Module):
 
     def __init__(self, temperature: float = 0.5):
         super().__init__()
-        if not temperature > 0:
-            raise ConfigError(f"model.temperature must be > 0, got {temperature}")
-        self.temperature = float(temperature)
+        self.temperature = float(TEMPERATURE.check(temperature))
 
     def forward(self, z: Tensor) -> ContrastiveOutput:
         if z.dim() != 3:
             raise ValueError(f"expected projections of shape (V, N, D), got {tuple(z.shape)}")
-        if z.shape[0] < 2:
-            raise ConfigError(f"NT-Xent needs at least 2 views per image, got {z.shape[0]}")
+        NUM_VIEWS.check(z.shape[0])  # the views of each image
         # Float32 at least, with autocast off: the logits feed a log-sum-exp.
         with torch.autocast(z.device.type, enabled=False):
             return self._contrast(z.to(torch.promote_types(z.dtype, torch.float32)))

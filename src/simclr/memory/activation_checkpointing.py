@@ -70,11 +70,6 @@ def _recompute_context(block: nn.Module):
     return lambda: (contextlib.nullcontext(), frozen_running_stats(block))
 
 
-def is_checkpointing_mode(value) -> bool:
-    """Whether ``value`` is a valid ``model.activation_checkpointing``: "auto", true or false."""
-    return value == "auto" or isinstance(value, bool)
-
-
 def checkpoint_stages(encoder: nn.Module) -> list[CheckpointedStage]:
     """Replace every stage of ``encoder`` (each direct ``nn.Sequential`` child: ``layer1`` to
     ``layer4`` of the ResNets) by a :class:`CheckpointedStage` holding the same blocks.
@@ -180,7 +175,9 @@ def should_checkpoint(needed_bytes: float, free_bytes: int | None) -> bool:
     return free_bytes is not None and needed_bytes > AUTO_MEMORY_FRACTION * free_bytes
 
 
-def describe(enabled: bool, views_per_pass: int, needed_bytes: float, free: int | None) -> str:
+def decision_message(
+    enabled: bool, views_per_pass: int, needed_bytes: float, free: int | None
+) -> str:
     """The log line that says what ``auto`` chose, and why."""
     free_text = "unknown" if free is None else f"{free / GIB:.1f} GiB"
     return (

@@ -37,8 +37,8 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import get_device_states, set_device_states
 
-from simclr.errors import ConfigError
 from simclr.losses.ntxent import ContrastiveOutput
+from simclr.rules import MICRO_BATCH_SIZE
 
 # images (B, 3, H, W) -> (h (B, F), z (B, D))
 EncodeFn = Callable[[Tensor], tuple[Tensor, Tensor]]
@@ -93,8 +93,7 @@ def frozen_running_stats(model: nn.Module) -> Iterator[None]:
 
 def micro_batches(num_images: int, micro_batch_size: int) -> list[slice]:
     """Consecutive slices of at most ``micro_batch_size`` images covering ``num_images``."""
-    if micro_batch_size < 1:
-        raise ConfigError(f"model.micro_batch_size must be >= 1 or null, got {micro_batch_size}")
+    MICRO_BATCH_SIZE.check(micro_batch_size)
     return [
         slice(start, min(start + micro_batch_size, num_images))
         for start in range(0, num_images, micro_batch_size)

@@ -4,15 +4,20 @@ A builder returns ``(encoder, feature_dim)``: the encoder maps images ``(B, 3, H
 representation ``h`` of shape ``(B, feature_dim)`` (global average pooling output, no
 classifier), which is what fine-tuning and linear evaluation use (SimCLR, section 2.1).
 
-Names:
+Names (each the name of its config file, ``configs/backbone/<name>.yaml``):
 - ``resnet18``, ``resnet34``, ``resnet50``: torchvision's ResNets (their parameter names, so an
   exported encoder loads into a plain torchvision model).
-- ``wide_resnet50``: the paper's ResNet-50 (1x, 2x, 4x), where the width multiplier scales the
-  channels of every layer, stem included, with ordinary 3x3 convolutions (24M / 94M / 375M
-  parameters). ``depthwise=True`` makes the 3x3 convolutions depth-wise, as the project this
-  framework grew from allowed (about half the parameters at width >= 2).
-- ``slim_resnet18``: a ResNet-18 with every layer's channels scaled by a width below 1, for
+- ``resnet50_w1``, ``resnet50_w2``, ``resnet50_w4``: the paper's ResNet-50 (1x, 2x, 4x), where
+  the width multiplier scales the channels of every layer, stem included, with ordinary 3x3
+  convolutions (24M / 94M / 375M parameters). The three names build the same family; the
+  ``width`` option (1, 2 or 4) decides. ``depthwise=True`` makes the 3x3 convolutions
+  depth-wise, as the project this framework grew from allowed (about half the parameters at
+  width >= 2).
+- ``resnet18_slim``: a ResNet-18 with every layer's channels scaled by a width below 1, for
   quick runs on a CPU.
+
+Checkpoints and exported encoders written before the names followed the config files store
+``wide_resnet50`` and ``slim_resnet18``; those names stay valid as aliases.
 
 Images of 32 px or less get the small-image stem (3x3 stride-1 convolution, no max-pool) unless
 ``small_stem`` says otherwise. ``zero_init_residual`` (the official code's default) starts the
@@ -29,14 +34,20 @@ import torchvision
 from torch import Tensor, nn
 
 from simclr.errors import ConfigError
-from simclr.registry import registrar
+from simclr.registry import Registry
+from simclr.rules import Rule
 
 BackboneBuilder = Callable[..., tuple[nn.Module, int]]
 
-BACKBONES: dict[str, BackboneBuilder] = {}
+BACKBONES: Registry[BackboneBuilder] = Registry("backbone", "backbone.name")
 
 SMALL_IMAGE_MAX_SIZE = 32
 WIDE_RESNET_WIDTHS = (1, 2, 4)
+WIDE_RESNET_WIDTH = Rule(
+    "backbone.width",
+    lambda v: v in WIDE_RESNET_WIDTHS,
+    f"one of {', '.join(map(str, WIDE_RESNET_WIDTHS))} (x1/x2/x4) for the wide ResNet-50",
+)
 
 
 # Options that only choose how fresh weights are initialised: loaded weights make them moot,
@@ -45,12 +56,19 @@ INIT_ONLY_OPTIONS = ("zero_init_residual",)
 
 
 def architecture(backbone: dict) -> dict:
-    """``backbone`` (build_backbone's keyword arguments) without :data:`INIT_ONLY_OPTIONS`."""
-    return {k: v for k, v in backbone.items() if k not in INIT_ONLY_OPTIONS}
+    """``backbone`` (build_backbone's keyword arguments) without :data:`INIT_ONLY_OPTIONS`, and
+    with the builder its name (or alias) chooses in place of the name: two names of one builder
+    with the same options are one architecture."""
+    described = {k: v for k, v in backbone.items() if k not in INIT_ONLY_OPTIONS}
+    if described.get("name") in BACKBONES:
+        described["name"] = BACKBONES[described["name"]]
+    return described
 
 
-# Register the decorated builder under ``name`` in :data:`BACKBONES`.
-register_backbone = registrar(BACKBONES, "backbone")
+def describe_backbone(backbone: dict) -> str:
+    """``resnet18_slim (width=0.25, depthwise=False, small_stem=True)``"""
+    options = ", ".join(f"{k}={v}" for k, v in backbone.items() if k != "name")
+    return f"{backbone.get('name')} ({options})"
 
 
 def use_small_stem(image_size: int, small_stem: bool | None) -> bool:
@@ -68,8 +86,6 @@ def build_backbone(
     ``options`` go to the builder (``width``, ``depthwise``, ``zero_init_residual``). An
     unknown name raises a :class:`~simclr.errors.ConfigError` that lists the registered ones.
     """
-    if name not in BACKBONES:
-        raise ConfigError(f"unknown backbone {name!r}; valid names: {', '.join(sorted(BACKBONES))}")
     return BACKBONES[name](small_stem=use_small_stem(image_size, small_stem), **options)
 
 
@@ -92,7 +108,7 @@ def _torchvision_builder(name: str) -> BackboneBuilder:
         if width != 1 or depthwise:
             raise ConfigError(
                 f"backbone {name!r} is torchvision's fixed-width ResNet: width must be 1 and "
-                "depthwise false (use wide_resnet50 or slim_resnet18 to scale channels)"
+                "depthwise false (use resnet50_w1 or resnet18_slim to scale channels)"
             )
         model = getattr(torchvision.models, name)(
             weights=None, zero_init_residual=zero_init_residual
@@ -104,7 +120,7 @@ def _torchvision_builder(name: str) -> BackboneBuilder:
 
 
 for _name in ("resnet18", "resnet34", "resnet50"):
-    register_backbone(_name)(_torchvision_builder(_name))
+    BACKBONES.register(_name)(_torchvision_builder(_name))
 
 
 def _conv3x3(in_ch: int, out_ch: int, stride: int, depthwise: bool) -> nn.Conv2d:
@@ -218,25 +234,24 @@ class ScaledResNet(nn.Module):
         return self.avgpool(x).flatten(1)
 
 
-@register_backbone("wide_resnet50")
+@BACKBONES.register("resnet50_w1", "wide_resnet50")
+@BACKBONES.register("resnet50_w2")
+@BACKBONES.register("resnet50_w4")
 def wide_resnet50(
     small_stem: bool, width: int = 1, depthwise: bool = False, zero_init_residual: bool = True
 ):
     """The paper's ResNet-50 (width x1, x2, x4: 24M, 94M, 375M parameters)."""
-    if width not in WIDE_RESNET_WIDTHS:
-        raise ConfigError(
-            f"wide_resnet50 width must be one of {list(WIDE_RESNET_WIDTHS)}, got {width!r}"
-        )
+    WIDE_RESNET_WIDTH.check(width)
     model = ScaledResNet(Bottleneck, (3, 4, 6, 3), width, small_stem, depthwise, zero_init_residual)
     return model, model.feature_dim
 
 
-@register_backbone("slim_resnet18")
+@BACKBONES.register("resnet18_slim", "slim_resnet18")
 def slim_resnet18(
     small_stem: bool, width: float = 0.25, depthwise: bool = False, zero_init_residual: bool = True
 ):
     """ResNet-18 with every layer's channels scaled by ``0 < width <= 1`` (CPU-sized)."""
     if not 0 < width <= 1:
-        raise ConfigError(f"slim_resnet18 width must be in (0, 1], got {width!r}")
+        raise ConfigError(f"resnet18_slim width must be in (0, 1], got {width!r}")
     model = ScaledResNet(BasicBlock, (2, 2, 2, 2), width, small_stem, depthwise, zero_init_residual)
     return model, model.feature_dim

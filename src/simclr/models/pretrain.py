@@ -20,7 +20,8 @@ from simclr.memory import activation_checkpointing as recompute
 from simclr.memory.gradcache import gradient_cached_step
 from simclr.models.backbones import build_backbone
 from simclr.models.heads import ProjectionHead
-from simclr.optim.optimizers import lightning_optimization
+from simclr.optim import lightning_optimization
+from simclr.rules import ACTIVATION_CHECKPOINTING, MICRO_BATCH_SIZE, NUM_VIEWS
 
 log = logging.getLogger(__name__)
 
@@ -79,22 +80,14 @@ class SimCLRModule(L.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        if num_views < 2:
-            raise ConfigError(f"model.num_views must be >= 2, got {num_views}")
-        if micro_batch_size is not None and micro_batch_size < 1:
-            raise ConfigError(
-                f"model.micro_batch_size must be >= 1 or null, got {micro_batch_size}"
-            )
+        NUM_VIEWS.check(num_views)
+        MICRO_BATCH_SIZE.check(micro_batch_size)
+        ACTIVATION_CHECKPOINTING.check(activation_checkpointing)
         # Gradient caching runs its own backward passes.
         self.automatic_optimization = micro_batch_size is None
         self.encoder, self.feature_dim = build_backbone(image_size=image_size, **backbone)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.encoder.to(memory_format=self.memory_format)
-        if not recompute.is_checkpointing_mode(activation_checkpointing):
-            raise ConfigError(
-                "model.activation_checkpointing must be auto, true or false, got "
-                f"{activation_checkpointing!r}"
-            )
         # Stages that can recompute their activations; "auto" switches them on in on_fit_start.
         self._checkpointed_stages = []
         if activation_checkpointing is not False:
@@ -148,7 +141,7 @@ class SimCLRModule(L.LightningModule):
         free = recompute.free_device_memory(self.device, processes_sharing=self.trainer.num_devices)
         enabled = recompute.should_checkpoint(needed, free)
         self._set_checkpointing(enabled)
-        log.info(recompute.describe(enabled, views_per_pass, needed, free))
+        log.info(recompute.decision_message(enabled, views_per_pass, needed, free))
 
     def training_step(self, batch: tuple[list[Tensor], Tensor], batch_idx: int) -> dict:
         """Returns the loss, plus the first view's detached representations ``(N, F)`` and the

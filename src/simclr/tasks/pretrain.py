@@ -6,34 +6,18 @@ Lightning's Trainer, callbacks and loggers are instantiated from their ``_target
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-from pathlib import Path
 
-import hydra
 import lightning as L
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from simclr.callbacks.safeguards import AtomicCheckpointIO
-from simclr.config.checks import resolve_ckpt_path, validate_config
-from simclr.data.pretraining import SimCLRDataModule
-from simclr.models.pretrain import SimCLRModule
+from simclr.config import resolve_ckpt_path, validate_config
+from simclr.data import SimCLRDataModule
+from simclr.models import SimCLRModule
+from simclr.tasks.common import build_trainer, plain, write_metrics
 
 log = logging.getLogger(__name__)
-
-
-def plain(node) -> dict:
-    """A config node as plain Python values (interpolations resolved)."""
-    return OmegaConf.to_container(node, resolve=True)
-
-
-def instantiate_all(group: DictConfig | None) -> list:
-    """Every ``_target_`` node of a callbacks or logger group, in order; ``null`` ones skipped."""
-    if not group:
-        return []
-    return [hydra.utils.instantiate(node) for node in group.values() if node is not None]
 
 
 def build_datamodule(cfg: DictConfig) -> SimCLRDataModule:
@@ -52,35 +36,6 @@ def build_model(cfg: DictConfig) -> SimCLRModule:
         batch_size=cfg.data.batch_size,
         **model,
     )
-
-
-def build_trainer(cfg: DictConfig, model: L.LightningModule) -> L.Trainer:
-    """The Trainer of ``cfg.trainer`` with the ``callbacks`` and ``logger`` groups, for
-    pre-training and fine-tuning alike.
-
-    Checkpoints are written by :class:`~simclr.callbacks.safeguards.AtomicCheckpointIO`: atomically
-    (a kill never leaves a truncated ``last.ckpt``) and never with non-finite weights. Under
-    manual optimisation (gradient caching) ``model`` clips its gradients itself, so Lightning's
-    ``gradient_clip_val`` is switched off (Lightning refuses it there).
-    """
-    return hydra.utils.instantiate(
-        cfg.trainer,
-        callbacks=instantiate_all(cfg.get("callbacks")),
-        logger=instantiate_all(cfg.get("logger")) or False,
-        plugins=[AtomicCheckpointIO()],
-        **({} if model.automatic_optimization else {"gradient_clip_val": None}),
-    )
-
-
-def write_metrics(metrics: dict, output_dir: str | Path) -> Path:
-    """Write ``metrics`` to ``<output_dir>/metrics.json``, warning about non-finite values."""
-    non_finite = [name for name, value in metrics.items() if not math.isfinite(value)]
-    if non_finite:
-        log.warning("non-finite final metrics: %s", ", ".join(non_finite))
-    path = Path(output_dir) / "metrics.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    return path
 
 
 def run(cfg: DictConfig) -> dict[str, float]:

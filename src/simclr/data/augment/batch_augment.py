@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-from simclr.data.augment.transforms import blur_kernel_size
+from simclr.data.augment.transforms import AugmentSettings, blur_kernel_size
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision's grayscale
 CROP_ATTEMPTS = 10  # torchvision's RandomResizedCrop tries 10 boxes before its fallback
@@ -128,34 +128,17 @@ def gaussian_blur(images: Tensor, kernel_size: int, sigma: Tensor) -> Tensor:
 class BatchAugmentation(nn.Module):
     """One random SimCLR view of every image of a uint8 batch; see the module docstring.
 
-    The arguments are those of :func:`simclr.data.augment.transforms.simclr_augmentation`.
+    The arguments are those of :func:`simclr.data.augment.transforms.simclr_augmentation`:
+    ``augment`` holds :class:`~simclr.data.augment.transforms.AugmentSettings`' fields, which
+    become this module's attributes of the same names.
     """
 
-    def __init__(
-        self,
-        image_size: int,
-        mean: Sequence[float],
-        std: Sequence[float],
-        color_strength: float = 0.5,
-        color_prob: float = 0.8,
-        grayscale_prob: float = 0.2,
-        blur_prob: float = 0.0,
-        crop_scale: Sequence[float] = (0.08, 1.0),
-        crop_ratio: Sequence[float] = (3 / 4, 4 / 3),
-        flip_prob: float = 0.5,
-        rotation_prob: float = 0.0,
-        rotation_degrees: float = 0.0,
-    ):
+    def __init__(self, image_size: int, mean: Sequence[float], std: Sequence[float], **augment):
         super().__init__()
         self.image_size = image_size
-        self.color_strength = color_strength
-        self.color_prob = color_prob
-        self.grayscale_prob = grayscale_prob
-        self.blur_prob = blur_prob
-        self.crop_scale = tuple(crop_scale)
-        self.crop_ratio = tuple(crop_ratio)
-        self.flip_prob = flip_prob
-        self.rotation_prob, self.rotation_degrees = rotation_prob, rotation_degrees
+        settings = AugmentSettings(**augment)
+        for field in fields(settings):
+            setattr(self, field.name, getattr(settings, field.name))
         self.kernel_size = blur_kernel_size(image_size)
         self.register_buffer("mean", torch.tensor(list(mean)).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(list(std)).view(1, 3, 1, 1), persistent=False)

@@ -15,12 +15,13 @@ tensors ``(3, size, size)``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 from torchvision.transforms import v2
 
-from simclr.errors import ConfigError
+from simclr.rules import EVAL_CROP_FRACTION, NUM_VIEWS
 
 
 def blur_kernel_size(image_size: int) -> int:
@@ -33,47 +34,59 @@ def _to_normalised_float(mean: Sequence[float], std: Sequence[float]) -> list:
     return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
 
 
-def simclr_augmentation(
-    image_size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    color_strength: float = 0.5,
-    color_prob: float = 0.8,
-    grayscale_prob: float = 0.2,
-    blur_prob: float = 0.0,
-    crop_scale: Sequence[float] = (0.08, 1.0),
-    crop_ratio: Sequence[float] = (3 / 4, 4 / 3),
-    flip_prob: float = 0.5,
-    rotation_prob: float = 0.0,
-    rotation_degrees: float = 0.0,
-) -> v2.Compose:
-    """One random view of an image, as the paper draws it (see the module docstring).
+@dataclass(frozen=True)
+class AugmentSettings:
+    """The settings of SimCLR's augmentation (``data.augment``), for both pipelines: this
+    module's per-image one and :class:`~simclr.data.augment.batch_augment.BatchAugmentation`.
 
     ``rotation_prob`` > 0 adds a rotation by an angle ~ U(-``rotation_degrees``,
     ``rotation_degrees``) after the crop and flip (not in the paper; for digits).
     """
-    s = color_strength
+
+    color_strength: float = 0.5
+    color_prob: float = 0.8
+    grayscale_prob: float = 0.2
+    blur_prob: float = 0.0
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_prob: float = 0.5
+    rotation_prob: float = 0.0
+    rotation_degrees: float = 0.0
+
+    def __post_init__(self):
+        # Lists from a config become tuples, as the samplers take them.
+        object.__setattr__(self, "crop_scale", tuple(self.crop_scale))
+        object.__setattr__(self, "crop_ratio", tuple(self.crop_ratio))
+
+
+def simclr_augmentation(
+    image_size: int, mean: Sequence[float], std: Sequence[float], **augment
+) -> v2.Compose:
+    """One random view of an image, as the paper draws it (see the module docstring);
+    ``augment`` holds :class:`AugmentSettings`' fields."""
+    a = AugmentSettings(**augment)
+    s = a.color_strength
     steps = [
         v2.ToImage(),
-        v2.RandomResizedCrop(
-            image_size, scale=tuple(crop_scale), ratio=tuple(crop_ratio), antialias=True
-        ),
-        v2.RandomHorizontalFlip(p=flip_prob),
+        v2.RandomResizedCrop(image_size, scale=a.crop_scale, ratio=a.crop_ratio, antialias=True),
+        v2.RandomHorizontalFlip(p=a.flip_prob),
     ]
-    if rotation_prob > 0 and rotation_degrees > 0:
-        rotation = v2.RandomRotation(rotation_degrees, interpolation=v2.InterpolationMode.BILINEAR)
-        steps.append(v2.RandomApply([rotation], p=rotation_prob))
+    if a.rotation_prob > 0 and a.rotation_degrees > 0:
+        rotation = v2.RandomRotation(
+            a.rotation_degrees, interpolation=v2.InterpolationMode.BILINEAR
+        )
+        steps.append(v2.RandomApply([rotation], p=a.rotation_prob))
     # The colour operations work on floats: on uint8 every one of them would round its
     # output to 256 levels, which coarsens dark or low-contrast images (upsampled digits
     # have 17 grey levels to begin with). The batched pipeline computes in floats as well.
     steps += [
         v2.ToDtype(torch.float32, scale=True),
-        v2.RandomApply([v2.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=color_prob),
-        v2.RandomGrayscale(p=grayscale_prob),
+        v2.RandomApply([v2.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=a.color_prob),
+        v2.RandomGrayscale(p=a.grayscale_prob),
     ]
-    if blur_prob > 0:
+    if a.blur_prob > 0:
         blur = v2.GaussianBlur(blur_kernel_size(image_size), sigma=(0.1, 2.0))
-        steps.append(v2.RandomApply([blur], p=blur_prob))
+        steps.append(v2.RandomApply([blur], p=a.blur_prob))
     return v2.Compose([*steps, v2.Normalize(list(mean), list(std))])
 
 
@@ -87,8 +100,7 @@ def evaluation_transform(
     the usual ImageNet evaluation (resize to 256, centre-crop 224), and the whole image for
     32 px ones; the data configs set ``data.eval_crop_fraction`` accordingly.
     """
-    if not 0 < crop_fraction <= 1:
-        raise ConfigError(f"data.eval_crop_fraction must be in (0, 1], got {crop_fraction}")
+    EVAL_CROP_FRACTION.check(crop_fraction)
     return v2.Compose(
         [
             v2.ToImage(),
@@ -103,8 +115,7 @@ class MultiViewTransform:
     """Applies ``transform`` ``num_views`` times independently: image -> list of V views."""
 
     def __init__(self, transform: Callable[..., Tensor], num_views: int = 2):
-        if num_views < 2:
-            raise ConfigError(f"model.num_views must be >= 2, got {num_views}")
+        NUM_VIEWS.check(num_views)
         self.transform = transform
         self.num_views = num_views
 

@@ -49,14 +49,14 @@ def test_every_option_composes_and_resolves(group, option, tmp_path):
 
 def test_groups_cover_every_config_folder():
     folders = {str(p.relative_to(CONFIG_DIR)) for p in CONFIG_DIR.rglob("*") if p.is_dir()}
-    # mode: a group of finetune.yaml only, composed in test_finetune.py.
+    # mode: a group of finetune.yaml only, composed in tasks/test_finetune_task.py.
     assert folders - {"hydra", "mode"} <= set(GROUPS)
 
 
 def test_wide_resnet_presets_set_the_width(tmp_path):
     for width in (1, 2, 4):
         cfg = compose_config([f"backbone=resnet50_w{width}"], tmp_path)
-        assert cfg.backbone.name == "wide_resnet50" and cfg.backbone.width == width
+        assert cfg.backbone.name == f"resnet50_w{width}" and cfg.backbone.width == width
 
 
 def test_large_augmentation_preset_adds_blur(tmp_path):

@@ -44,7 +44,7 @@ SMALL = [
 PRETRAIN = [*SMALL, "backbone=resnet18_slim", "backbone.width=0.125", "data.image_size=32"]
 FINETUNE = [*SMALL, "trainer.limit_val_batches=1", "+trainer.limit_test_batches=1"]
 # What the export of PRETRAIN's encoder must describe.
-EXPECTED_ENCODER = {"name": "slim_resnet18", "width": 0.125, "small_stem": True}
+EXPECTED_ENCODER = {"name": "resnet18_slim", "width": 0.125, "small_stem": True}
 EXPECTED_FEATURES = 64  # 512 channels x width 0.125
 
 

@@ -24,7 +24,7 @@ from torch.multiprocessing import ProcessExitedException
 from torch.utils.data import DataLoader, Dataset
 
 from simclr.losses.ntxent import NTXentLoss, distributed_world, gather_across_ranks
-from simclr.models.pretrain import SimCLRModule
+from simclr.models import SimCLRModule
 
 NUM_IMAGES, IMAGE_SIZE, WORLD_SIZE = 8, 8, 2
 

@@ -81,7 +81,7 @@ def test_hyperparameters_are_plain_values(fast_config, tmp_path):
     model = build_model(fast_config())
     hparams = dict(model.hparams)
     assert hparams["temperature"] == 0.5 and hparams["num_views"] == 2
-    assert hparams["backbone"]["name"] == "slim_resnet18"
+    assert hparams["backbone"]["name"] == "resnet18_slim"
     assert isinstance(hparams["optimizer"], dict) and isinstance(hparams["head"], dict)
 
 

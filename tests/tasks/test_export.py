@@ -9,8 +9,8 @@ from torch import nn
 
 from conftest import compose_config
 from simclr.errors import DataError
-from simclr.models.pretrain import SimCLRModule
-from simclr.tasks.export import export_encoder, main, read_encoder
+from simclr.models import SimCLRModule, export_encoder, read_encoder
+from simclr.tasks.export import main
 
 
 def save_checkpoint(tmp_path, backbone: dict, image_size: int = 32):

@@ -7,7 +7,7 @@ import pytest
 from omegaconf import OmegaConf, open_dict
 
 from conftest import compose_config, run_script
-from simclr.config.checks import config_problems, resolve_ckpt_path, validate_config
+from simclr.config import config_problems, resolve_ckpt_path, validate_config
 from simclr.errors import ConfigError
 from simclr.tasks.pretrain import run
 
@@ -69,7 +69,7 @@ def test_label_fraction_must_be_in_zero_one(tmp_path, value):
 @pytest.mark.parametrize(
     "key,value,valid",
     [
-        ("backbone.name", "resnet19", ["resnet18", "slim_resnet18", "wide_resnet50"]),
+        ("backbone.name", "resnet19", ["resnet18", "resnet18_slim", "resnet50_w1", "resnet50_w4"]),
         ("data.name", "cifar11", ["digits", "fake"]),
         ("optimizer.name", "adam", ["adamw", "lars", "nadam", "sgd"]),
     ],

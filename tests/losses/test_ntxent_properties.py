@@ -7,7 +7,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from simclr.losses.ntxent import NTXentLoss
+from simclr.losses import NTXentLoss
 
 FAST = settings(max_examples=50, deadline=None)
 FLOAT32_MAX = float(np.finfo(np.float32).max)

@@ -16,11 +16,10 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
 from conftest import compose_config
-from simclr import finetune
 from simclr.callbacks.safeguards import AtomicCheckpointIO
-from simclr.data.pretraining import LoaderSettings, SimCLRDataModule, make_loader
-from simclr.tasks.finetune import FineTuneDataModule
-from simclr.tasks.pretrain import build_trainer
+from simclr.data import FineTuneDataModule, LoaderSettings, SimCLRDataModule, make_loader
+from simclr.tasks import finetune
+from simclr.tasks.common import build_trainer
 
 # A data config as the DataModules receive it (configs/data/fake.yaml, smaller).
 DATA = {
@@ -57,7 +56,7 @@ def finetuning_loaders(datamodule: FineTuneDataModule, trainer) -> dict[str, Dat
 def test_finetuning_loaders_choose_the_worker_count_when_it_is_null(monkeypatch):
     # data.num_workers=null (configs/data/loader/default.yaml) once crashed fine-tuning's
     # training loader, which passed None on to the DataLoader.
-    monkeypatch.setattr("simclr.data.pretraining.available_cpus", lambda: 8)
+    monkeypatch.setattr("simclr.data.loaders.available_cpus", lambda: 8)
     datamodule = FineTuneDataModule({**DATA, "num_workers": None}, label_fraction=1.0)
     # 8 cores, less the device's own process; over 2 devices, 4 cores each, less one.
     for trainer, workers in ((None, 7), (trainer_of(2), 3)):

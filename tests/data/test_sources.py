@@ -27,11 +27,8 @@ from data_files import (
     write_image_folder,
     write_stl10,
 )
-from simclr.data.pretraining import (
-    ImageFiles,
-    SimCLRDataModule,
-    UndecodableImageError,
-    balanced_subset,
+from simclr.data import ImageFiles, SimCLRDataModule, UndecodableImageError, balanced_subset
+from simclr.data.sources import (
     load_cifar10,
     load_cifar100,
     load_image_folder,
@@ -346,6 +343,8 @@ def test_a_corrupt_image_stops_the_run_naming_it(tmp_path, workers):
     assert message.startswith(f"cannot decode image file {garbage} (")
     assert "Traceback" not in message and "data.options.skip_corrupt=true" in message
     assert f"cannot identify image file '{garbage}'" in message  # PIL's reason, plain path
+    # The fields come back whole from a worker process too, not only the message.
+    assert error.value.path == str(garbage) and error.value.reason.startswith("Unidentified")
     with pytest.raises(DataError, match=f"cannot decode image file {truncated}"):
         ImageFiles([str(truncated)], [0])[0]
 
@@ -365,7 +364,7 @@ def test_skipping_corrupt_images_keeps_batches_full_and_counts(tmp_path, caplog)
         list(dm.labelled_dataloader(split))
     assert total == 10  # 10 training images, 2 of them corrupt: the batch is served in full
     assert sorted(dm.skipped_images()) == sorted([str(garbage), str(truncated)])
-    with caplog.at_level(logging.WARNING, logger="simclr.data.pretraining"):
+    with caplog.at_level(logging.WARNING, logger="simclr.data"):
         dm.teardown("fit")
     assert "skipped 2 image file(s) that could not be decoded" in caplog.text
 
@@ -374,7 +373,7 @@ def test_skipping_corrupt_images_keeps_batches_full_and_counts(tmp_path, caplog)
 
 
 def test_loader_settings(tmp_path, monkeypatch):
-    monkeypatch.setattr("simclr.data.pretraining.available_cpus", lambda: 16)
+    monkeypatch.setattr("simclr.data.loaders.available_cpus", lambda: 16)
     dm = datamodule("fake", tmp_path, 32, batch_size=8, num_workers=None, prefetch_factor=3)
     dm.trainer = type("Trainer", (), {"num_devices": 4, "world_size": 4})()
     # 16 cores / 4 devices, less the device's own process

@@ -3,7 +3,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from simclr.data.pretraining import DATASETS, SimCLRDataModule, balanced_subset, load_digits
+from simclr.data import DATASETS, SimCLRDataModule, balanced_subset
+from simclr.data.sources import load_digits
 
 AUGMENT = {"color_strength": 0.5, "blur_prob": 0.0}
 
@@ -97,7 +98,7 @@ def test_balanced_subset_takes_the_fraction_of_every_class(fraction):
 
 @pytest.mark.parametrize("fraction", [0.0, -0.1, 1.5])
 def test_balanced_subset_rejects_fractions_outside_the_unit_interval(fraction):
-    with pytest.raises(ValueError, match=r"label_fraction must be in \(0, 1\]"):
+    with pytest.raises(ValueError, match=rf"label_fraction={fraction}: must be in \(0, 1\]"):
         balanced_subset(torch.tensor([0, 1]), fraction)
 
 

@@ -84,7 +84,7 @@ def test_unknown_name_lists_the_valid_ones():
 
 @pytest.mark.parametrize("width", [3, 0.5])
 def test_wide_resnet_rejects_other_widths(width):
-    with pytest.raises(ValueError, match=r"width must be one of \[1, 2, 4\]"):
+    with pytest.raises(ValueError, match=rf"backbone.width={width}: must be one of 1, 2, 4"):
         build_backbone("wide_resnet50", image_size=32, width=width)
 
 

@@ -15,7 +15,7 @@ from torch import nn
 from simclr.errors import ConfigError
 from simclr.losses.ntxent import NTXentLoss
 from simclr.memory.gradcache import gradient_cached_step, micro_batches
-from simclr.models.pretrain import SimCLRModule
+from simclr.models import SimCLRModule
 from simclr.tasks.pretrain import run
 
 NUM_IMAGES, IMAGE_SIZE = 8, 8

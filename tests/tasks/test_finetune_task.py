@@ -8,9 +8,10 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import FAST_OVERRIDES, compose_config, run_script
+from simclr.data import FineTuneDataModule
 from simclr.errors import ConfigError, DataError
-from simclr.tasks.finetune import FineTuneDataModule, run
-from simclr.tasks.pretrain import plain
+from simclr.tasks.common import plain
+from simclr.tasks.finetune import run
 from simclr.tasks.pretrain import run as pretrain
 
 FINETUNE_FAST = [
@@ -131,14 +132,14 @@ def test_a_file_that_is_no_checkpoint_is_named(tmp_path):
 
 
 def test_a_checkpoint_of_another_backbone_is_refused(pretrained, tmp_path):
-    with pytest.raises(ConfigError, match=r"backbone is resnet18 .* holds a slim_resnet18"):
+    with pytest.raises(ConfigError, match=r"backbone is resnet18 .* holds a resnet18_slim"):
         run(finetune_config(tmp_path, f"pretrained_ckpt={pretrained}", "backbone=resnet18"))
     # A checkpoint whose weights do not fit the architecture it names.
     state = torch.load(pretrained, map_location="cpu", weights_only=False)
     state["hyper_parameters"]["backbone"]["width"] = 0.25
     edited = tmp_path / "edited.ckpt"
     torch.save(state, edited)
-    with pytest.raises(DataError, match=r"edited\.ckpt do not fit the backbone slim_resnet18"):
+    with pytest.raises(DataError, match=r"edited\.ckpt do not fit the backbone resnet18_slim"):
         run(finetune_config(tmp_path, f"pretrained_ckpt={edited}"))
 
 
@@ -167,7 +168,7 @@ def test_finetune_py_prints_the_message_and_exits_2(tmp_path):
 
 
 def test_bad_label_fraction_stops_before_any_work(tmp_path, monkeypatch):
-    from simclr import finetune
+    from simclr.tasks import finetune
 
     def no_data(*args, **kwargs):
         raise AssertionError("data was loaded before the config was checked")
@@ -183,7 +184,7 @@ def test_bad_label_fraction_stops_before_any_work(tmp_path, monkeypatch):
 
 
 def test_initialisation_options_do_not_make_another_architecture(tmp_path):
-    from simclr.tasks.export import EncoderWeights
+    from simclr.models import EncoderWeights
     from simclr.tasks.finetune import resolve_backbone
 
     # A checkpoint written before backbone.zero_init_residual existed, or with the other value:

@@ -85,7 +85,7 @@ def test_evaluation_transform_is_deterministic_and_centre_crops():
 
 
 def test_multiview_rejects_fewer_than_two_views():
-    with pytest.raises(ValueError, match="num_views must be >= 2"):
+    with pytest.raises(ValueError, match=r"model\.num_views=1: must be an integer >= 2"):
         MultiViewTransform(lambda x: x, num_views=1)
 
 
@@ -98,5 +98,5 @@ def test_evaluation_transform_takes_the_official_central_crop():
     assert view.min() > 0.99  # only the bright centre is left, at its original scale
     whole = evaluation_transform(224, [0.0] * 3, [1.0] * 3)(image)
     assert whole.min() < 0.01  # without the crop fraction the dark border stays
-    with pytest.raises(ValueError, match="eval_crop_fraction"):
+    with pytest.raises(ValueError, match=r"data.eval_crop_fraction=0.0: must be in \(0, 1\]"):
         evaluation_transform(32, MEAN, STD, crop_fraction=0.0)

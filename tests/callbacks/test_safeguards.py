@@ -16,7 +16,7 @@ import simclr.models.pretrain
 from conftest import FAST_OVERRIDES, ROOT, run_script
 from simclr.callbacks.safeguards import AtomicCheckpointIO, NonFiniteError, NonFiniteGuard
 from simclr.losses.ntxent import ContrastiveOutput, NTXentLoss
-from simclr.optim.optimizers import warmup_cosine_factor
+from simclr.optim import warmup_cosine_factor
 from simclr.tasks.pretrain import run
 
 # 64 fake images, batch 16: 4 optimiser steps an epoch. A last.ckpt after every step.

@@ -1,0 +1,106 @@
+"""Image files decoded when read, with corrupt files named, or skipped and counted."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from simclr.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+# The line of a worker's traceback that carries an UndecodableImageError's fields.
+RECORD_PREFIX = "simclr undecodable image: "
+
+
+class UndecodableImageError(DataError):
+    """An image file that PIL cannot decode: its ``path``, and PIL's ``reason``.
+
+    Met in a DataLoader worker, the error reaches the main process as torch rebuilds it: from
+    its class and the worker's formatted traceback only (``Caught ... Original Traceback``).
+    So the error carries its fields in a note (PEP 678), one line of JSON that the traceback
+    holds, and the rebuilt error reads them back from that line: the user sees the same one
+    line naming the file, with or without workers, never a worker's stack trace.
+    """
+
+    def __init__(self, path: str, reason: str | None = None):
+        if reason is None:  # torch's rebuild: the only argument is the worker's traceback
+            path, reason = _fields_from_traceback(path)
+        self.path, self.reason = path, reason
+        super().__init__(
+            f"cannot decode image file {path} ({reason}); remove or replace it, or set "
+            "data.options.skip_corrupt=true to skip such files with a warning and a count"
+        )
+        self.add_note(RECORD_PREFIX + json.dumps({"path": path, "reason": reason}))
+
+
+def _fields_from_traceback(text: str) -> tuple[str, str]:
+    """``(path, reason)`` from the record line of a traceback; the whole text as the reason
+    where there is none (an error built by hand)."""
+    for line in reversed(text.splitlines()):
+        if line.startswith(RECORD_PREFIX):
+            record = json.loads(line.removeprefix(RECORD_PREFIX))
+            return record["path"], record["reason"]
+    return "(unknown)", text
+
+
+class ImageFiles(Dataset):
+    """Image files with integer labels, decoded with PIL when read; items ``(PIL RGB, label)``.
+
+    Corrupt files are found when read, not by a decoding pass up front (that would read the
+    whole data set, e.g. 140 GB for ImageNet, before the first step). A file that cannot be
+    decoded raises :class:`UndecodableImageError` naming it; with ``skip_corrupt`` it is
+    logged once per process, marked, and the next decodable image is served in its place (so
+    every batch keeps its size, as the all-gather across devices requires).
+    :meth:`undecodable_files` lists the marked files, whichever worker process met them.
+    """
+
+    def __init__(self, paths: Sequence[str], labels: Sequence[int], skip_corrupt: bool = False):
+        # A numpy array of strings rather than a list of Python objects: forked DataLoader
+        # workers then share the paths instead of copying them page by page as they read.
+        self.paths = np.asarray(paths, dtype=str)
+        self.labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+        self.skip_corrupt = skip_corrupt
+        # Shared memory, so that marks made in worker processes are seen by the main one.
+        self.undecodable = torch.zeros(len(self.paths), dtype=torch.bool).share_memory_()
+        self._reported: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def select(self, indices: Tensor) -> ImageFiles:
+        indices = torch.as_tensor(indices).numpy()
+        return ImageFiles(self.paths[indices], self.labels.numpy()[indices], self.skip_corrupt)
+
+    def _decode(self, index: int) -> Image.Image:
+        with Image.open(str(self.paths[index])) as image:
+            if image.mode == "P" and "transparency" in image.info:
+                image = image.convert("RGBA")  # as PIL advises for such palettes
+            return image.convert("RGB")  # decodes every pixel, so truncation shows here
+
+    def __getitem__(self, index: int) -> tuple[Image.Image, int]:
+        for offset in range(len(self)):
+            candidate = (index + offset) % len(self)
+            try:
+                return self._decode(candidate), int(self.labels[candidate])
+            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+                path = str(self.paths[candidate])
+                if not self.skip_corrupt:
+                    reason = f"{type(error).__name__}: {error}"
+                    raise UndecodableImageError(path, reason) from error
+                self.undecodable[candidate] = True
+                if candidate not in self._reported:
+                    self._reported.add(candidate)
+                    log.warning("skipping image file that cannot be decoded: %s (%s)", path, error)
+        raise DataError(f"none of the {len(self)} image files could be decoded, e.g. {path}")
+
+    def undecodable_files(self) -> list[str]:
+        return [str(p) for p in self.paths[self.undecodable.numpy()]]
