@@ -12,7 +12,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import ROOT, run_script
+from conftest import ROOT, finish, run_script, start_python
 
 FIXTURE = ROOT / "tests" / "fixtures" / "pretrain_2fb1cad"
 # The settings the fixture was pre-trained with (see its README.md).
@@ -97,3 +97,11 @@ def test_an_old_checkpoint_and_its_export_fine_tune(old, tmp_path, source, mode,
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0 <= metrics["test/acc"] <= 1
     assert metrics["train/num_images"] == 16
+
+
+def test_an_old_checkpoint_exports(old, tmp_path):
+    result = finish(start_python(["-m", "simclr.export", str(old / "last.ckpt"), "out"], tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    exported = json.loads((tmp_path / "out" / "encoder.json").read_text())
+    assert exported["backbone"]["name"] == "slim_resnet18"  # as stored; an alias today
+    assert exported["feature_dim"] == 32
