@@ -33,7 +33,7 @@ class FineTuneModule(L.LightningModule):
     """An encoder (from the backbone registry) and a new linear head on its output h.
 
     Args:
-        backbone: :func:`simclr.models.backbones.build_backbone`'s arguments without ``image_size``.
+        backbone: :func:`~simclr.models.build_backbone`'s arguments without ``image_size``.
         image_size: side of the images in pixels.
         num_classes: classes of the labelled task.
         mode: ``full`` (everything trains) or ``linear`` (encoder frozen, in eval mode).
