@@ -49,8 +49,9 @@ def test_every_option_composes_and_resolves(group, option, tmp_path):
 
 def test_groups_cover_every_config_folder():
     folders = {str(p.relative_to(CONFIG_DIR)) for p in CONFIG_DIR.rglob("*") if p.is_dir()}
-    # mode: a group of finetune.yaml only, composed in tasks/test_finetune_task.py.
-    assert folders - {"hydra", "mode"} <= set(GROUPS)
+    # mode and evaluation: groups of finetune.yaml only, composed in
+    # tasks/test_finetune_task.py and tasks/test_reproduce.py.
+    assert folders - {"hydra", "mode", "evaluation"} <= set(GROUPS)
 
 
 def test_wide_resnet_presets_set_the_width(tmp_path):

@@ -1,0 +1,406 @@
+"""The paper-reproduction presets carry the published values, and ``bench/reproduce.sh`` runs.
+
+1. For every pre-training preset (``configs/experiment/``) and every evaluation preset
+   (``configs/evaluation/``, finetune.py's), the table below holds the values its source
+   publishes; the config Hydra composes from the preset must carry exactly those, and the
+   preset's file must name the published figure.
+2. ``bench/reproduce.sh PRESET --smoke`` (pre-training, evaluation, results file) passes for
+   every preset, on fake data shaped like the real set: two chains at a time, one thread each,
+   about 14 s of CPU per preset (four presets in the default suite, the other four slow).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import CONFIG_DIR, ROOT, compose_config
+
+# Shared by every SimCLR recipe here: LARS with momentum 0.9, 10 warm-up epochs then cosine
+# decay to zero, a head projecting to 128 dimensions, the official loss (loss_a + loss_b).
+COMMON_PRETRAIN = dict(
+    optimizer="lars",
+    momentum=0.9,
+    warmup_epochs=10,
+    min_lr_ratio=0.0,
+    head_output_dim=128,
+    sum_over_views=True,
+)
+# The official README's CIFAR-10 command (google-research/simclr at 383d414).
+README_CIFAR = dict(
+    COMMON_PRETRAIN,
+    batch=512,
+    epochs=1000,
+    lr=1.0,
+    lr_scaling="linear",
+    weight_decay=1e-4,
+    temperature=0.5,
+    color_strength=0.5,
+    blur_prob=0.0,
+    backbone="resnet18",
+    width=1,
+    small_stem=True,
+    head_layers=3,  # run.py's default num_proj_layers
+    image_size=32,
+)
+# The paper's default setting (section 2.3) at 1000 epochs (section 6).
+PAPER_IMAGENET_1000 = dict(
+    COMMON_PRETRAIN,
+    data="imagenet",
+    batch=4096,
+    epochs=1000,
+    lr=0.3,
+    lr_scaling="linear",
+    weight_decay=1e-6,
+    temperature=0.1,
+    color_strength=1.0,
+    blur_prob=0.5,
+    small_stem=False,
+    head_layers=2,
+    image_size=224,
+    sync_batchnorm=True,
+    evaluation="linear_imagenet",
+)
+
+# Each pre-training preset: the values of its source, the figure its file must name (None:
+# a preset without a published figure), and its evaluation preset.
+PRETRAIN = {
+    "cifar10_resnet18": dict(
+        README_CIFAR, data="cifar10", figure="91%", evaluation="linear_cifar10"
+    ),
+    "cifar100_resnet18": dict(
+        README_CIFAR, data="cifar100", figure=None, evaluation="linear_cifar100"
+    ),
+    # The paper's appendix B.9: ResNet-50 with the small stem, batch 1024, 94.0%.
+    "cifar10_resnet50": dict(
+        COMMON_PRETRAIN,
+        data="cifar10",
+        batch=1024,
+        epochs=1000,
+        lr=1.0,
+        lr_scaling="linear",
+        weight_decay=1e-6,
+        temperature=0.5,
+        color_strength=0.5,
+        blur_prob=0.0,
+        backbone="resnet50_w1",
+        width=1,
+        small_stem=True,
+        head_layers=2,
+        image_size=32,
+        figure="94.0%",
+        evaluation="linear_cifar10",
+    ),
+    # The official README's ImageNet command: sqrt scaling, 0.075 x sqrt(4096) = 4.8.
+    "imagenet_resnet50": dict(
+        COMMON_PRETRAIN,
+        data="imagenet",
+        batch=4096,
+        epochs=100,
+        lr=0.075,
+        lr_scaling="sqrt",
+        weight_decay=1e-4,
+        temperature=0.1,
+        color_strength=1.0,
+        blur_prob=0.5,
+        backbone="resnet50_w1",
+        width=1,
+        small_stem=False,
+        head_layers=3,
+        image_size=224,
+        sync_batchnorm=True,
+        figure="64.5%",
+        evaluation="linear_imagenet",
+    ),
+    "imagenet_resnet50_w1_1000ep": dict(
+        PAPER_IMAGENET_1000, backbone="resnet50_w1", width=1, figure="69.3%"
+    ),
+    "imagenet_resnet50_w2_1000ep": dict(
+        PAPER_IMAGENET_1000, backbone="resnet50_w2", width=2, figure="74.2%"
+    ),
+    "imagenet_resnet50_w4_1000ep": dict(
+        PAPER_IMAGENET_1000, backbone="resnet50_w4", width=4, figure="76.5%"
+    ),
+    # A community preset: the README's CIFAR optimisation, the paper's 96 px augmentation.
+    "stl10_resnet18": dict(
+        README_CIFAR,
+        data="stl10",
+        epochs=500,
+        color_strength=1.0,
+        blur_prob=0.5,
+        small_stem=False,
+        image_size=96,
+        figure=None,
+        evaluation="linear_stl10",
+    ),
+}
+
+# The official linear evaluation (README; the paper's appendix B.6): Nesterov momentum SGD at
+# 0.1 x B/256, no warm-up, cosine decay, the encoder frozen in inference mode, a plain linear
+# classifier, crops and flips only.
+OFFICIAL_LINEAR = dict(
+    mode="linear",
+    optimizer="sgd",
+    momentum=0.9,
+    nesterov=True,
+    lr=0.1,
+    lr_scaling="linear",
+    warmup_epochs=0,
+    min_lr_ratio=0.0,
+    head_batch_norm=False,
+    gradient_clip_val=None,
+    label_fraction=1.0,
+    crop_scale=[0.08, 1.0],
+    flip_prob=0.5,
+)
+LINEAR_CIFAR = dict(OFFICIAL_LINEAR, batch=512, epochs=100, weight_decay=0.0, figure="91%")
+# The README's semi-supervised 1% command: LARS 0.005 x sqrt(B), batch 1024, 60 epochs,
+# no weight decay, global BatchNorm.
+README_1PCT = dict(
+    mode="full",
+    optimizer="lars",
+    momentum=0.9,
+    lr=0.005,
+    lr_scaling="sqrt",
+    weight_decay=0.0,
+    batch=1024,
+    epochs=60,
+    warmup_epochs=0,
+    min_lr_ratio=0.0,
+    head_batch_norm=False,
+    gradient_clip_val=None,
+    sync_batchnorm=True,
+    label_fraction=0.01,
+    crop_scale=[0.08, 1.0],
+    flip_prob=0.5,
+    data="imagenet",
+    figure="48.3",
+)
+
+EVALUATION = {
+    "linear_cifar10": dict(LINEAR_CIFAR, data="cifar10"),
+    "linear_cifar100": dict(LINEAR_CIFAR, data="cifar100", figure=None),
+    "linear_stl10": dict(LINEAR_CIFAR, data="stl10", figure=None),
+    "linear_imagenet": dict(
+        OFFICIAL_LINEAR,
+        data="imagenet",
+        batch=4096,
+        epochs=90,
+        weight_decay=1e-6,
+        sync_batchnorm=False,
+        figure="69.3",
+    ),
+    "finetune_imagenet_1pct": README_1PCT,
+    # The paper's 30 epochs for 10% (appendix B.5).
+    "finetune_imagenet_10pct": dict(README_1PCT, label_fraction=0.1, epochs=30, figure="65.6"),
+}
+
+# Classes of each real data set: the shape of the smoke runs' fake data.
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "stl10": 10, "imagenet": 1000}
+# Presets of configs/experiment/ that reproduce nothing published.
+NOT_REPRODUCTIONS = {"digits_quick"}
+
+
+def options(group: str) -> set[str]:
+    return {path.stem for path in (CONFIG_DIR / group).glob("*.yaml")}
+
+
+def test_every_preset_has_its_table_of_published_values():
+    assert options("experiment") - NOT_REPRODUCTIONS == PRETRAIN.keys()
+    assert options("evaluation") == EVALUATION.keys()
+    assert {row["evaluation"] for row in PRETRAIN.values()} <= EVALUATION.keys()
+
+
+def pretrain_values(cfg) -> dict:
+    """The published quantities, as the composed pre-training config ``cfg`` sets them."""
+    small_stem = cfg.backbone.small_stem
+    return dict(
+        data=cfg.data.name,
+        image_size=cfg.data.image_size,
+        batch=cfg.data.batch_size,
+        epochs=cfg.trainer.max_epochs,
+        optimizer=cfg.optimizer.name,
+        momentum=cfg.optimizer.momentum,
+        lr=cfg.optimizer.lr,
+        lr_scaling=cfg.optimizer.lr_scaling,
+        weight_decay=cfg.optimizer.weight_decay,
+        warmup_epochs=cfg.scheduler.warmup_epochs,
+        min_lr_ratio=cfg.scheduler.min_lr_ratio,
+        temperature=cfg.model.temperature,
+        sum_over_views=cfg.model.sum_over_views,
+        head_layers=cfg.model.head.num_layers,
+        head_output_dim=cfg.model.head.output_dim,
+        color_strength=cfg.data.augment.color_strength,
+        blur_prob=cfg.data.augment.blur_prob,
+        backbone=cfg.backbone.name,
+        width=cfg.backbone.width,
+        # null: the small stem for images of 32 px or less (backbones.use_small_stem).
+        small_stem=cfg.data.image_size <= 32 if small_stem is None else small_stem,
+        sync_batchnorm=cfg.trainer.get("sync_batchnorm", False),
+    )
+
+
+@pytest.mark.parametrize("preset", sorted(PRETRAIN))
+def test_pretraining_preset_carries_the_published_values(preset, tmp_path):
+    cfg = compose_config([f"experiment={preset}"], tmp_path)
+    published = {k: v for k, v in PRETRAIN[preset].items() if k not in ("figure", "evaluation")}
+    published.setdefault("sync_batchnorm", False)
+    composed = pretrain_values(cfg)
+    assert {k: composed[k] for k in published} == published
+    # Pre-training never reads the test split; the official runs read every training image.
+    assert "train" in cfg.data.pretrain_split.split("+")
+    assert "test" not in cfg.data.pretrain_split.split("+")
+    text = (CONFIG_DIR / "experiment" / f"{preset}.yaml").read_text()
+    figure = PRETRAIN[preset]["figure"]
+    if figure is None:
+        assert "figure" in text.lower()  # says that it has none, and why
+    else:
+        assert figure in text, f"{preset}.yaml does not name its figure {figure}"
+
+
+def evaluation_values(cfg) -> dict:
+    """The published quantities, as the composed fine-tuning config ``cfg`` sets them."""
+    return dict(
+        data=cfg.data.name,
+        mode=cfg.mode,
+        batch=cfg.data.batch_size,
+        epochs=cfg.trainer.max_epochs,
+        optimizer=cfg.optimizer.name,
+        momentum=cfg.optimizer.momentum,
+        nesterov=cfg.optimizer.get("nesterov"),
+        lr=cfg.optimizer.lr,
+        lr_scaling=cfg.optimizer.lr_scaling,
+        weight_decay=cfg.optimizer.weight_decay,
+        warmup_epochs=cfg.scheduler.warmup_epochs,
+        min_lr_ratio=cfg.scheduler.min_lr_ratio,
+        head_batch_norm=cfg.head_batch_norm,
+        gradient_clip_val=cfg.trainer.gradient_clip_val,
+        sync_batchnorm=cfg.trainer.get("sync_batchnorm", False),
+        label_fraction=cfg.label_fraction,
+        crop_scale=list(cfg.augment.crop_scale),
+        flip_prob=cfg.augment.flip_prob,
+    )
+
+
+@pytest.mark.parametrize("evaluation", sorted(EVALUATION))
+def test_evaluation_preset_carries_the_published_values(evaluation, tmp_path):
+    cfg = compose_config(
+        [f"evaluation={evaluation}", "pretrained_ckpt=null"], tmp_path, config_name="finetune"
+    )
+    published = {k: v for k, v in EVALUATION[evaluation].items() if k != "figure"}
+    composed = evaluation_values(cfg)
+    assert {k: composed[k] for k in published} == published
+    figure = EVALUATION[evaluation]["figure"]
+    text = (CONFIG_DIR / "evaluation" / f"{evaluation}.yaml").read_text()
+    assert figure is None or figure in text
+
+
+def test_reproduce_script_knows_every_preset_and_refuses_others(tmp_path):
+    result = subprocess.run(
+        ["bash", str(ROOT / "bench" / "reproduce.sh"), "no_such_preset"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "unknown preset: no_such_preset" in result.stderr
+    listed = result.stderr.split("presets:")[1].split()
+    assert set(listed) == PRETRAIN.keys()
+
+
+# --- bench/reproduce.sh PRESET --smoke, for every preset ---------------------------------
+
+
+def smoke(preset: str, folder: Path) -> subprocess.CompletedProcess:
+    folder.mkdir(parents=True)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHON": sys.executable,
+        "RESULTS_DIR": str(folder / "results"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    return subprocess.run(
+        ["bash", str(ROOT / "bench" / "reproduce.sh"), preset, "--smoke"],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+# Each chain costs about 14 s of CPU, 11 of them importing torch and Lightning in its two
+# processes. The default suite runs one preset per distinct chain (each data shape and each
+# evaluation protocol); the other presets' chains differ from one of those only in recipe
+# values, which the tests above check, so they are marked slow.
+SMOKE_IN_DEFAULT_SUITE = {
+    "cifar10_resnet18",
+    "cifar100_resnet18",
+    "stl10_resnet18",
+    "imagenet_resnet50",
+}
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(request, tmp_path_factory) -> dict[str, tuple[Path, Future]]:
+    """The smoke chain of every preset this session tests, two at a time (one thread each);
+    each test waits for its own."""
+    selected = sorted(
+        item.callspec.params["preset"]
+        for item in request.session.items
+        if getattr(item, "originalname", "") == "test_reproduce_smoke_runs_the_chain"
+    )
+    root = tmp_path_factory.mktemp("reproduce")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        yield {
+            preset: (root / preset, pool.submit(smoke, preset, root / preset))
+            for preset in selected
+        }
+
+
+@pytest.mark.parametrize(
+    "preset",
+    [
+        pytest.param(p, marks=() if p in SMOKE_IN_DEFAULT_SUITE else pytest.mark.slow)
+        for p in sorted(PRETRAIN)
+    ],
+)
+def test_reproduce_smoke_runs_the_chain(preset, smoke_runs):
+    folder, running = smoke_runs[preset]
+    result = running.result()
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+
+    entries = json.loads((folder / "results" / f"{preset}.json").read_text())
+    assert len(entries) == 1
+    entry = entries[0]
+    assert entry["preset"] == preset and entry["smoke"] is True
+    assert entry["evaluation"] == PRETRAIN[preset]["evaluation"]
+    for metrics in (entry["pretrain"], entry["evaluation_metrics"]):
+        assert metrics and all(math.isfinite(v) for v in metrics.values()), metrics
+    assert 0 <= entry["evaluation_metrics"]["test/acc"] <= 1
+
+    # The preset's recipe reached the run; only the scale (data, width, steps) is the smoke's.
+    run = folder / entry["run"]
+    pretrain = yaml.safe_load((run / "pretrain" / ".hydra" / "config.yaml").read_text())
+    published = PRETRAIN[preset]
+    assert pretrain["data"]["name"] == "fake"
+    assert pretrain["data"]["image_size"] == published["image_size"]
+    assert pretrain["model"]["temperature"] == published["temperature"]
+    assert pretrain["optimizer"]["lr"] == published["lr"]
+    assert pretrain["optimizer"]["lr_scaling"] == published["lr_scaling"]
+    assert pretrain["model"]["head"]["num_layers"] == published["head_layers"]
+    evaluation = yaml.safe_load((run / "evaluation" / ".hydra" / "config.yaml").read_text())
+    assert evaluation["mode"] == EVALUATION[entry["evaluation"]]["mode"]
+    assert evaluation["data"]["options"]["num_classes"] == NUM_CLASSES[published["data"]]
+    assert f"loaded from {entry['run']}/pretrain/checkpoints/last.ckpt" in output
