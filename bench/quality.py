@@ -139,15 +139,19 @@ class Evaluator:
 # --- the two pre-trainings ---------------------------------------------------------------
 
 
-def train_ours(cfg) -> tuple[nn.Module, dict]:
+def load_encoder(path: Path | str) -> nn.Module:
+    """The encoder of a pre-training checkpoint or an export, its weights loaded strictly."""
     from simclr.models import read_encoder
+
+    return read_encoder(path).build()[0]
+
+
+def train_ours(cfg) -> tuple[nn.Module, dict]:
     from simclr.tasks.pretrain import run
 
     metrics = run(cfg)
     checkpoint = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-    weights = read_encoder(checkpoint)
-    encoder, _ = weights.build()
-    encoder.load_state_dict(weights.state_dict)
+    encoder = load_encoder(checkpoint)
     steps = torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
     return encoder, {"loss": metrics["train/loss_epoch"], "steps": steps}
 
@@ -288,12 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluator = Evaluator(cfg)
         floors = {"raw_pixels": evaluator.score(lambda images: images)}
         if args.ckpt:
-            from simclr.models import read_encoder
-
-            weights = read_encoder(args.ckpt)
-            encoder, _ = weights.build()
-            encoder.load_state_dict(weights.state_dict)
-            scores = evaluator.score_encoder(encoder)
+            scores = evaluator.score_encoder(load_encoder(args.ckpt))
             for name, value in scores.items():
                 report(name, value)
             for name, value in floors["raw_pixels"].items():
