@@ -19,7 +19,8 @@ from simclr.callbacks.safeguards import NON_FINITE_ACTION
 from simclr.data.sources import DATASETS
 from simclr.errors import ConfigError
 from simclr.models.backbones import BACKBONES, WIDE_RESNET_WIDTH, wide_resnet50
-from simclr.models.finetune import MODES
+from simclr.models.finetune import CLASSIFIER_GROUPS, MODES
+from simclr.models.head_layers import FROM_HEAD_LAYER
 from simclr.optim import OPTIMIZERS
 from simclr.rules import Rule, is_number
 
@@ -37,6 +38,7 @@ RULES: list[Rule] = [
     rules.NUM_WORKERS,
     rules.EVAL_CROP_FRACTION,
     NON_FINITE_ACTION,
+    FROM_HEAD_LAYER,
     Rule("scheduler.min_lr_ratio", rules.probability, "in [0, 1]"),
     Rule(
         "trainer.max_epochs",
@@ -50,7 +52,7 @@ RULES: list[Rule] = [
     Rule("data.augment.rotation_degrees", rules.non_negative, "a number of degrees >= 0"),
 ]
 # The config values that name a registry entry.
-NAMES = [BACKBONES, DATASETS, OPTIMIZERS, MODES]
+NAMES = [BACKBONES, DATASETS, OPTIMIZERS, MODES, CLASSIFIER_GROUPS]
 
 
 def _get(cfg: DictConfig, key: str):

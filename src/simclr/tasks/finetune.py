@@ -22,6 +22,7 @@ from simclr.errors import ConfigError
 from simclr.models.backbones import architecture, describe_backbone, use_small_stem
 from simclr.models.encoder_files import EncoderWeights, load_encoder_weights, read_encoder
 from simclr.models.finetune import FineTuneModule
+from simclr.models.head_layers import FROM_HEAD_LAYER, load_head_layers, read_head
 from simclr.tasks.common import build_trainer, plain, write_metrics
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
     weights = read_encoder(cfg.pretrained_ckpt) if cfg.pretrained_ckpt is not None else None
     backbone = resolve_backbone(plain(cfg.backbone) if cfg.get("backbone") else None, weights)
     image_size = resolve_image_size(cfg.image_size, weights, cfg.data.image_size)
+    # SimCLR v2: the classifier on a layer of the pre-trained projection head.
+    from_head_layer = FROM_HEAD_LAYER.check(cfg.from_head_layer)
+    if from_head_layer and weights is None:
+        raise ConfigError(
+            f"from_head_layer={from_head_layer} keeps layers of a pre-trained projection head: "
+            "give pretrained_ckpt (pretrained_ckpt=null has no head)"
+        )
+    head = read_head(cfg.pretrained_ckpt) if from_head_layer else None
     datamodule = FineTuneDataModule(
         {**plain(cfg.data), "image_size": image_size},
         label_fraction=cfg.label_fraction,
@@ -91,10 +100,19 @@ def run(cfg: DictConfig) -> dict[str, float]:
         scheduler=plain(cfg.scheduler),
         batch_size=cfg.data.batch_size,
         head_batch_norm=cfg.head_batch_norm,
+        head=head.config if head is not None else None,
+        from_head_layer=from_head_layer,
+        zero_init_classifier=cfg.zero_init_classifier,
+        classifier_group=cfg.classifier_group,
     )
     if weights is not None:
         load_encoder_weights(model.encoder, weights)
         log.info("encoder %s loaded from %s", describe_backbone(weights.backbone), weights.source)
+    if head is not None:
+        load_head_layers(model.head_layers, head)
+        log.info(
+            "classifier on layer %d of the projection head of %s", from_head_layer, head.source
+        )
     else:
         log.info("encoder %s randomly initialised (baseline)", describe_backbone(backbone))
     log.info(
