@@ -16,6 +16,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from simclr import rules
 from simclr.callbacks.safeguards import NON_FINITE_ACTION
+from simclr.data.label_subsets import LABEL_SUBSETS
 from simclr.data.sources import DATASETS
 from simclr.errors import ConfigError
 from simclr.models.backbones import BACKBONES, WIDE_RESNET_WIDTH, wide_resnet50
@@ -52,7 +53,7 @@ RULES: list[Rule] = [
     Rule("data.augment.rotation_degrees", rules.non_negative, "a number of degrees >= 0"),
 ]
 # The config values that name a registry entry.
-NAMES = [BACKBONES, DATASETS, OPTIMIZERS, MODES, CLASSIFIER_GROUPS]
+NAMES = [BACKBONES, DATASETS, OPTIMIZERS, MODES, CLASSIFIER_GROUPS, LABEL_SUBSETS]
 
 
 def _get(cfg: DictConfig, key: str):

@@ -89,6 +89,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         {**plain(cfg.data), "image_size": image_size},
         label_fraction=cfg.label_fraction,
         label_seed=cfg.label_seed,
+        label_subset=cfg.label_subset,
         **plain(cfg.augment),
     )
     model = FineTuneModule(
@@ -116,10 +117,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
     else:
         log.info("encoder %s randomly initialised (baseline)", describe_backbone(backbone))
     log.info(
-        "mode %s; training on %d labelled images (label_fraction=%s)",
+        "mode %s; training on %d labelled images (%s)",
         cfg.mode,
         len(datamodule.train_indices),
-        cfg.label_fraction,
+        f"label_subset={cfg.label_subset}"
+        if cfg.label_subset is not None
+        else f"label_fraction={cfg.label_fraction}",
     )
     trainer = build_trainer(cfg, model)
     log.info("output folder: %s", cfg.paths.output_dir)
