@@ -7,12 +7,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import lightning as L
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from simclr.data.augment.transforms import simclr_augmentation
-from simclr.data.containers import Transformed
+from simclr.data.containers import TensorImages, Transformed
+from simclr.data.image_files import ImageFiles
 from simclr.data.label_subsets import LABEL_SUBSETS, take_label_subset
 from simclr.data.loaders import make_loader, world_size
 from simclr.data.pretraining import SimCLRDataModule
@@ -28,6 +30,20 @@ def dataset_labels(dataset: Dataset) -> Tensor:
     return torch.as_tensor([int(dataset[i][1]) for i in range(len(dataset))])
 
 
+def joined(first: Dataset, second: Dataset) -> TensorImages | ImageFiles:
+    """Two splits of one data set as one (``first``'s images, then ``second``'s)."""
+    if isinstance(first, TensorImages) and isinstance(second, TensorImages):
+        images = torch.cat([first.images, second.images])
+        return TensorImages(images, torch.cat([first.labels, second.labels]))
+    if isinstance(first, ImageFiles) and isinstance(second, ImageFiles):
+        paths = np.concatenate([first.paths, second.paths])
+        return ImageFiles(paths, torch.cat([first.labels, second.labels]), first.skip_corrupt)
+    raise ConfigError(
+        f"select_on_val=false cannot join this data set's splits ({type(first).__name__}, "
+        f"{type(second).__name__}); keep select_on_val=true"
+    )
+
+
 class FineTuneDataModule(L.LightningDataModule):
     """The labelled splits of a registered data set for fine-tuning.
 
@@ -40,6 +56,10 @@ class FineTuneDataModule(L.LightningDataModule):
     ``label_subset`` (``imagenet_1pct``, ``imagenet_10pct``) trains on exactly the images of a
     published list instead (:mod:`simclr.data.label_subsets`); ``label_fraction`` must then
     be 1.
+
+    ``select_on_val=False`` (the official evaluations: every training image, the last epoch
+    reported) joins the validation split to the training images the labels are chosen from,
+    and leaves no validation split.
     """
 
     def __init__(
@@ -50,8 +70,10 @@ class FineTuneDataModule(L.LightningDataModule):
         crop_scale: Sequence[float] = (0.08, 1.0),
         flip_prob: float = 0.5,
         label_subset: str | None = None,
+        select_on_val: bool = True,
     ):
         super().__init__()
+        self.select_on_val = select_on_val
         if label_subset is not None:
             LABEL_SUBSETS.canonical(label_subset)
             if label_fraction != 1:
@@ -79,6 +101,9 @@ class FineTuneDataModule(L.LightningDataModule):
         validation split held."""
         if self._train_indices is None:
             splits = self.source.load_splits()
+            if not self.select_on_val:  # validation images join the training images
+                splits.train = joined(splits.train, splits.val)
+                splits.val = splits.val.select(torch.zeros(0, dtype=torch.long))
             if self.label_subset is not None:
                 where = f"data.root={self.source.root}"
                 self._train_indices = take_label_subset(splits, self.label_subset, where)

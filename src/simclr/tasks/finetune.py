@@ -2,19 +2,23 @@
 
 The modes (``full``, ``linear``) are those of :class:`~simclr.models.finetune.FineTuneModule`.
 Both train on a class-balanced fraction of the training labels (``label_fraction``: the
-semi-supervised 1% / 10%), pick the epoch with the best validation accuracy, and report the
-test accuracy of that checkpoint. The encoder comes from a pre-training checkpoint or an
-exported encoder (``pretrained_ckpt``), or is freshly initialised (``pretrained_ckpt=null``,
-the baseline).
+semi-supervised 1% / 10%) or on a published list of images (``label_subset``), pick the epoch
+with the best validation accuracy, and report the test accuracy of that checkpoint; with
+``select_on_val=false`` they train on the validation images too and report the last epoch,
+as the official evaluations. The encoder comes from a pre-training checkpoint or an exported
+encoder (``pretrained_ckpt``), or is freshly initialised (``pretrained_ckpt=null``, the
+baseline); the classifier sits on h or on a layer of the pre-trained projection head
+(``from_head_layer``).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
 
 import lightning as L
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from simclr.config import validate_config
 from simclr.data.finetuning import FineTuneDataModule
@@ -65,9 +69,24 @@ def resolve_image_size(
     return requested or weights.image_size
 
 
+def without_validation(cfg: DictConfig) -> DictConfig:
+    """A copy of ``cfg`` for ``select_on_val=false``: no validation loop (nor its sanity
+    check), and the best-checkpoint callback keeps only ``last.ckpt``, since there is no
+    validation accuracy to choose by."""
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        cfg.trainer.limit_val_batches = 0
+        cfg.trainer.num_sanity_val_steps = 0
+        if cfg.get("callbacks") and cfg.callbacks.get("best_checkpoint"):
+            cfg.callbacks.best_checkpoint.monitor = None
+            cfg.callbacks.best_checkpoint.save_top_k = 0
+    return cfg
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Fine-tune or linearly evaluate as ``cfg`` says (``configs/finetune.yaml``); returns the
-    test metrics of the best validation checkpoint, also written to ``metrics.json``.
+    test metrics of the best validation checkpoint (of the last epoch with
+    ``select_on_val=false``), also written to ``metrics.json``.
 
     The config is checked before any work, as for pre-training (``label_fraction`` included).
     """
@@ -90,6 +109,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         label_fraction=cfg.label_fraction,
         label_seed=cfg.label_seed,
         label_subset=cfg.label_subset,
+        select_on_val=cfg.select_on_val,
         **plain(cfg.augment),
     )
     model = FineTuneModule(
@@ -124,6 +144,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         if cfg.label_subset is not None
         else f"label_fraction={cfg.label_fraction}",
     )
+    if not cfg.select_on_val:
+        cfg = without_validation(cfg)
     trainer = build_trainer(cfg, model)
     log.info("output folder: %s", cfg.paths.output_dir)
     with warnings.catch_warnings():
@@ -132,7 +154,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
         trainer.fit(model, datamodule=datamodule)
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k == "val/acc_best"}
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    if not best:
+    if not cfg.select_on_val:
+        best = ""
+        log.info("select_on_val=false: testing the weights of the last epoch")
+    elif not best:
         log.warning("no best checkpoint was saved; testing the final weights")
     results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
     metrics = {**fit_metrics, **{name: float(value) for name, value in results[0].items()}}
