@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from simclr.errors import ConfigError
+from simclr.memory.activation_checkpointing import checkpoint_stages
 from simclr.models.backbones import BACKBONES, architecture, build_backbone
 from simclr.models.resnet_v2 import (
     ResNetDPool,
@@ -85,6 +86,12 @@ def test_resnet_d_stem_and_shortcuts_only_with_selective_kernels():
     assert isinstance(sk.layer3[5].conv2, SelectiveKernelConv)
     stem = torch.nn.Sequential(sk.conv1, sk.bn1, sk.maxpool)
     assert stem(torch.randn(1, 3, 64, 64)).shape == (1, 64, 16, 16)
+
+
+def test_activation_checkpointing_finds_the_four_stages():
+    encoder, _ = build_resnet_v2(50, small_stem=False, width=1, sk_ratio=SK)
+    stages = checkpoint_stages(encoder)
+    assert [len(stage) for stage in stages] == [3, 4, 6, 3]  # the deep stem is not a stage
 
 
 def test_resnet_d_pool_averages_real_pixels_only_at_stride_one():

@@ -66,7 +66,8 @@ def test_head_layer_one_is_loaded_from_the_checkpoint(pretrained, tmp_path):
     # The fresh layer would differ: the weights really came from the checkpoint.
     fresh, _ = head_layers(read_head(pretrained).config, projection["0.weight"].shape[1], 1)
     assert not torch.equal(fresh[0].weight, projection["0.weight"])
-    classifier = state(tmp_path / "checkpoints" / "last.ckpt", "linear.")
+    # mode=linear: BatchNorm (no parameters), then the linear classifier on layer 1's output.
+    classifier = state(tmp_path / "checkpoints" / "last.ckpt", "classifier.1.")
     assert classifier["weight"].shape[1] == projection["0.weight"].shape[0]
 
 

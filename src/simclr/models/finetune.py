@@ -107,15 +107,14 @@ class FineTuneModule(L.LightningModule):
         for pretrained in (self.encoder, self.head_layers):
             pretrained.requires_grad_(self.train_encoder)
             pretrained.train(self.train_encoder)
-        self.linear = nn.Linear(classifier_dim, num_classes)
+        linear = nn.Linear(classifier_dim, num_classes)
         if zero_init_classifier:
-            nn.init.zeros_(self.linear.weight)
-            nn.init.zeros_(self.linear.bias)
+            nn.init.zeros_(linear.weight)
+            nn.init.zeros_(linear.bias)
         if head_batch_norm:
-            norm = nn.BatchNorm1d(classifier_dim, affine=False)
-            self.classifier = nn.Sequential(norm, self.linear)
+            self.classifier = nn.Sequential(nn.BatchNorm1d(classifier_dim, affine=False), linear)
         else:
-            self.classifier = self.linear
+            self.classifier = linear
         metrics = {
             name: MulticlassAccuracy(num_classes, top_k=k, average="micro")
             for name, k in TOP_K.items()
@@ -125,6 +124,13 @@ class FineTuneModule(L.LightningModule):
         self.val_metrics = self.train_metrics.clone(prefix="val/")
         self.test_metrics = self.train_metrics.clone(prefix="test/")
         self.val_acc_best = MaxMetric()
+
+    @property
+    def linear(self) -> nn.Linear:
+        """The classifier's linear layer (after its BatchNorm, with ``head_batch_norm``)."""
+        return (
+            self.classifier[-1] if isinstance(self.classifier, nn.Sequential) else self.classifier
+        )
 
     def train(self, mode: bool = True):
         """Linear evaluation keeps the frozen encoder in eval mode: its BatchNorm layers
