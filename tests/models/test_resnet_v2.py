@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+from conftest import compose_config
+from simclr.config import validate_config
 from simclr.errors import ConfigError
 from simclr.memory.activation_checkpointing import checkpoint_stages
 from simclr.models.backbones import BACKBONES, architecture, build_backbone
@@ -125,3 +127,14 @@ def test_registered_names_widths_and_sk_ratio_are_checked():
         build_backbone("resnet101_w1", image_size=224, width=4)
     with pytest.raises(ConfigError, match=r"backbone.sk_ratio=1.5"):
         build_backbone("resnet101_w1", image_size=224, sk_ratio=1.5)
+
+
+def test_the_config_checks_refuse_a_bad_width_or_sk_ratio_before_any_work(tmp_path):
+    cfg = compose_config(
+        ["backbone=resnet152_w3", "backbone.width=4", "backbone.sk_ratio=2"], tmp_path
+    )
+    with pytest.raises(ConfigError) as error:
+        validate_config(cfg)
+    assert "backbone.width=4: must be one of 1, 2, 3" in str(error.value)
+    assert "backbone.sk_ratio=2: must be a number in [0, 1)" in str(error.value)
+    validate_config(compose_config(["backbone=resnet152_w3", "backbone.sk_ratio=0.0625"], tmp_path))

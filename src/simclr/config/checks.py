@@ -22,6 +22,7 @@ from simclr.errors import ConfigError
 from simclr.models.backbones import BACKBONES, WIDE_RESNET_WIDTH, wide_resnet50
 from simclr.models.finetune import CLASSIFIER_GROUPS, MODES
 from simclr.models.head_layers import FROM_HEAD_LAYER
+from simclr.models.resnet_v2 import SK_RATIO, V2_BUILDERS, V2_WIDTH
 from simclr.optim import OPTIMIZERS
 from simclr.rules import Rule, is_number
 
@@ -129,6 +130,9 @@ def config_problems(cfg: DictConfig) -> list[str]:
     backbone = _get(cfg, "backbone.name")
     if backbone in BACKBONES and BACKBONES[backbone] is wide_resnet50:
         check(WIDE_RESNET_WIDTH)
+    if backbone in BACKBONES and BACKBONES[backbone] in V2_BUILDERS:
+        check(V2_WIDTH)
+        check(SK_RATIO)
 
     # The global batch is split evenly over the devices (SimCLRDataModule).
     batch, devices = _get(cfg, "data.batch_size"), configured_world_size(cfg)

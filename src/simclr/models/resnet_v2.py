@@ -228,7 +228,9 @@ def _registered(depth: int):
     return build
 
 
+# The registered builders (one per depth), for the config checks of width and sk_ratio.
+V2_BUILDERS = []
 for _depth in (101, 152):
-    _builder = _registered(_depth)
+    V2_BUILDERS.append(_registered(_depth))
     for _width in V2_WIDTHS:
-        BACKBONES.register(f"resnet{_depth}_w{_width}")(_builder)
+        BACKBONES.register(f"resnet{_depth}_w{_width}")(V2_BUILDERS[-1])
