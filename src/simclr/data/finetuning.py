@@ -11,9 +11,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from simclr.data.augment.transforms import simclr_augmentation
-from simclr.data.containers import Transformed
 from simclr.data.loaders import make_loader, world_size
 from simclr.data.pretraining import SimCLRDataModule
+from simclr.data.resumable import SeededViews
 from simclr.data.splits import balanced_subset
 
 
@@ -32,7 +32,9 @@ class FineTuneDataModule(L.LightningDataModule):
     every class (:func:`~simclr.data.balanced_subset`, fixed by ``label_seed``), with random
     resized crops and flips (the paper's linear-evaluation augmentation); validation (model
     selection) and test use the data set's own val and test splits with the evaluation
-    transform, so neither is ever trained on.
+    transform, so neither is ever trained on. The training images' order and crops are
+    drawn from ``seed`` as pre-training's are (:mod:`simclr.data.resumable`), so a resumed
+    run reads what an uninterrupted one would have.
     """
 
     def __init__(
@@ -42,10 +44,11 @@ class FineTuneDataModule(L.LightningDataModule):
         label_seed: int = 0,
         crop_scale: Sequence[float] = (0.08, 1.0),
         flip_prob: float = 0.5,
+        seed: int | None = None,
     ):
         super().__init__()
         # The DataModule of pre-training serves the splits; its views are not used here.
-        self.source = SimCLRDataModule(num_views=2, **data)
+        self.source = SimCLRDataModule(num_views=2, seed=seed, **data)
         self.batch_size = self.source.batch_size
         self.label_fraction = label_fraction
         self.label_seed = label_seed
@@ -75,8 +78,8 @@ class FineTuneDataModule(L.LightningDataModule):
             crop_scale=self.crop_scale,
             flip_prob=self.flip_prob,
         )
-        train = Transformed(source.load_splits().train, augment)
-        return Subset(train, self.train_indices.tolist())
+        train = Subset(source.load_splits().train, self.train_indices.tolist())
+        return SeededViews(train, augment, source.stream.seed)
 
     def setup(self, stage: str | None = None) -> None:
         # The source makes the val and test loaders: its worker count and pinning must follow
@@ -87,7 +90,16 @@ class FineTuneDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         dataset = self.train_dataset()
         batch_size = min(max(1, self.batch_size // world_size(self.trainer)), len(dataset))
-        return make_loader(dataset, batch_size, "train", self.source.loader_settings, self.trainer)
+        sampler = self.source.stream.sampler(len(dataset), batch_size)
+        return make_loader(
+            dataset, batch_size, "train", self.source.loader_settings, self.trainer, sampler
+        )
+
+    def state_dict(self) -> dict:
+        return self.source.stream.state_dict(self.trainer)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.source.stream.load_state_dict(state_dict)
 
     def val_dataloader(self) -> DataLoader:
         return self.source.labelled_dataloader("val")

@@ -12,8 +12,15 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
+from simclr.callbacks.preemption import (
+    PREEMPTED_EXIT_STATUS,
+    Preempted,
+    PreemptionHandler,
+    signal_number,
+)
 from simclr.callbacks.safeguards import AtomicCheckpointIO
 from simclr.errors import SimCLRError
 
@@ -37,15 +44,28 @@ def build_trainer(cfg: DictConfig, model: L.LightningModule) -> L.Trainer:
     pre-training and fine-tuning alike.
 
     Checkpoints are written by :class:`~simclr.callbacks.safeguards.AtomicCheckpointIO`: atomically
-    (a kill never leaves a truncated ``last.ckpt``) and never with non-finite weights. Under
+    (a kill never leaves a truncated ``last.ckpt``) and never with non-finite weights. The
+    ``preemption`` signals stop the run after a step with a ``last.ckpt``
+    (:class:`~simclr.callbacks.preemption.PreemptionHandler`, whatever the callbacks group);
+    under SLURM, Lightning's SLURM plugin requeues the job on ``preemption.requeue_signal``. Under
     manual optimisation (gradient caching) ``model`` clips its gradients itself, so Lightning's
     ``gradient_clip_val`` is switched off (Lightning refuses it there).
     """
+    preemption = cfg.get("preemption") or {}
+    plugins: list = [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():
+        plugins.append(
+            SLURMEnvironment(
+                auto_requeue=bool(preemption.get("slurm_requeue", True)),
+                requeue_signal=signal_number(preemption.get("requeue_signal", "SIGUSR1")),
+            )
+        )
+    handler = PreemptionHandler(preemption.get("signals", ("SIGTERM", "SIGINT", "SIGUSR1")))
     return hydra.utils.instantiate(
         cfg.trainer,
-        callbacks=instantiate_all(cfg.get("callbacks")),
+        callbacks=[*instantiate_all(cfg.get("callbacks")), handler],
         logger=instantiate_all(cfg.get("logger")) or False,
-        plugins=[AtomicCheckpointIO()],
+        plugins=plugins,
         **({} if model.automatic_optimization else {"gradient_clip_val": None}),
     )
 
@@ -63,11 +83,16 @@ def write_metrics(metrics: dict, output_dir: str | Path) -> Path:
 
 def run_for_user(run: Callable[[DictConfig], dict], cfg: DictConfig) -> float | None:
     """Run ``run(cfg)``; a :class:`SimCLRError` is printed without a stack trace and exits
-    with status 2. Returns the metric named by ``cfg.optimized_metric``, for Hydra sweepers."""
+    with status 2; a run stopped by a signal (:class:`Preempted`) logs where it stopped and
+    exits with status 75. Returns the metric named by ``cfg.optimized_metric``, for Hydra
+    sweepers."""
     try:
         metrics = run(cfg)
     except SimCLRError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except Preempted as stopped:
+        log.warning("%s", stopped)
+        sys.exit(PREEMPTED_EXIT_STATUS)
     name = cfg.get("optimized_metric")
     return metrics.get(name) if name else None

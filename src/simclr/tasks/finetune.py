@@ -16,7 +16,7 @@ import warnings
 import lightning as L
 from omegaconf import DictConfig
 
-from simclr.config import validate_config
+from simclr.config import resolve_ckpt_path, validate_config
 from simclr.data.finetuning import FineTuneDataModule
 from simclr.errors import ConfigError
 from simclr.models.backbones import architecture, describe_backbone, use_small_stem
@@ -68,9 +68,13 @@ def run(cfg: DictConfig) -> dict[str, float]:
     """Fine-tune or linearly evaluate as ``cfg`` says (``configs/finetune.yaml``); returns the
     test metrics of the best validation checkpoint, also written to ``metrics.json``.
 
-    The config is checked before any work, as for pre-training (``label_fraction`` included).
+    The config is checked before any work, as for pre-training (``label_fraction`` included);
+    ``ckpt_path`` resumes a fine-tuning run as it does a pre-training one.
     """
     validate_config(cfg)
+    ckpt_path = resolve_ckpt_path(cfg)
+    if ckpt_path is not None:
+        log.info("resuming from %s", ckpt_path)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     weights = read_encoder(cfg.pretrained_ckpt) if cfg.pretrained_ckpt is not None else None
@@ -80,6 +84,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         {**plain(cfg.data), "image_size": image_size},
         label_fraction=cfg.label_fraction,
         label_seed=cfg.label_seed,
+        seed=cfg.get("seed"),
         **plain(cfg.augment),
     )
     model = FineTuneModule(
@@ -108,7 +113,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     with warnings.catch_warnings():
         if not model.train_encoder:  # the frozen encoder is in eval mode on purpose
             warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
-        trainer.fit(model, datamodule=datamodule)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k == "val/acc_best"}
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if not best:
