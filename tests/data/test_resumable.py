@@ -2,8 +2,8 @@
 (seed, epoch, index), the position restored from a checkpoint, whatever the workers."""
 
 import torch
-from conftest import FAST_OVERRIDES, compose_config
 
+from conftest import FAST_OVERRIDES, compose_config
 from simclr.data.resumable import EpochShuffle, SeededViews, rng_states
 from simclr.tasks.pretrain import build_datamodule
 

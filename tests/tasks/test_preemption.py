@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST_OVERRIDES, ROOT, compose_config, finish, start_python
 
+from conftest import FAST_OVERRIDES, ROOT, compose_config, finish, start_python
 from simclr.callbacks.preemption import PREEMPTED_EXIT_STATUS, Preempted, PreemptionHandler
 from simclr.tasks.finetune import run as finetune
 from simclr.tasks.pretrain import run as pretrain
@@ -188,8 +188,10 @@ def fault_injection(script, overrides, tmp_path, schedule, workers=("0", "2")):
             assert result.returncode == expected, result.stderr[-3000:]
         checkpoint = last_ckpt(run_dir)
         reached = checkpoint_step(checkpoint)
-        print(f"{script}: run {number} ({signal.Signals(signum).name if signum else 'to the end'}"
-              f" at step >= {step}) left last.ckpt of step {reached}")
+        print(
+            f"{script}: run {number} ({signal.Signals(signum).name if signum else 'to the end'}"
+            f" at step >= {step}) left last.ckpt of step {reached}"
+        )
     difference = max_abs_difference(last_ckpt(whole), checkpoint)
     print(f"{script}: max abs weight difference to the uninterrupted run: {difference}")
     return difference
@@ -205,7 +207,9 @@ def test_fault_injection_pretraining(tmp_path):
     signals = [signal.SIGKILL] * 3 + [signal.SIGTERM] * 2
     rng.shuffle(signals)
     overrides = [*PRETRAIN, "trainer.max_epochs=4"]
-    difference = fault_injection("train.py", overrides, tmp_path, list(zip(steps, signals)))
+    difference = fault_injection(
+        "train.py", overrides, tmp_path, list(zip(steps, signals, strict=True))
+    )
     assert difference == 0.0
 
 
