@@ -14,6 +14,9 @@ import torch
 
 from conftest import FAST_OVERRIDES, ROOT, compose_config, finish, start_python
 from simclr.callbacks.preemption import PREEMPTED_EXIT_STATUS, Preempted, PreemptionHandler
+from simclr.callbacks.safeguards import AtomicCheckpointIO
+from simclr.models.finetune import FineTuneModule
+from simclr.tasks.common import build_trainer
 from simclr.tasks.finetune import run as finetune
 from simclr.tasks.pretrain import run as pretrain
 
@@ -113,7 +116,7 @@ def test_pretraining_resumed_after_sigterm_equals_uninterrupted(
 
 
 def test_finetuning_resumed_after_sigterm_equals_uninterrupted(tmp_path, sigterm_at_step):
-    # 3 epochs of 7 batches (the fake train split's 64 images, 8 a batch); stopped mid-epoch 1.
+    # 3 epochs of 8 batches (the fake train split's 64 images, 8 a batch); stopped mid-epoch 1.
     finetune(compose_config(FINETUNE, tmp_path / "uninterrupted", "finetune"))
     resumed = interrupted_then_resumed(
         finetune, FINETUNE, tmp_path, 10, sigterm_at_step, config_name="finetune"
@@ -188,10 +191,8 @@ def fault_injection(script, overrides, tmp_path, schedule, workers=("0", "2")):
             assert result.returncode == expected, result.stderr[-3000:]
         checkpoint = last_ckpt(run_dir)
         reached = checkpoint_step(checkpoint)
-        print(
-            f"{script}: run {number} ({signal.Signals(signum).name if signum else 'to the end'}"
-            f" at step >= {step}) left last.ckpt of step {reached}"
-        )
+        how = f"{signal.Signals(signum).name} at step >= {step}" if signum else "to the end"
+        print(f"{script}: run {number} ({how}) left last.ckpt of step {reached}")
     difference = max_abs_difference(last_ckpt(whole), checkpoint)
     print(f"{script}: max abs weight difference to the uninterrupted run: {difference}")
     return difference
@@ -215,14 +216,31 @@ def test_fault_injection_pretraining(tmp_path):
 
 @pytest.mark.slow
 def test_fault_injection_finetuning(tmp_path):
-    """The same for fine-tuning (4 epochs of 7 steps), whose last.ckpt is written at the end
-    of each epoch and on a signal: SIGKILL after epoch ends, SIGTERM mid-epoch."""
+    """The same for fine-tuning (4 epochs of 8 steps), whose last.ckpt is written at the end
+    of each epoch and on a signal: SIGKILL soon after an epoch's end, SIGTERM mid-epoch."""
     schedule = [
-        (7, signal.SIGKILL),
-        (9, signal.SIGTERM),
-        (14, signal.SIGKILL),
-        (17, signal.SIGTERM),
-        (21, signal.SIGKILL),
+        (8, signal.SIGKILL),
+        (11, signal.SIGTERM),
+        (16, signal.SIGKILL),
+        (19, signal.SIGTERM),
+        (24, signal.SIGKILL),
     ]
     overrides = [*FINETUNE, "trainer.max_epochs=4"]
     assert fault_injection("finetune.py", overrides, tmp_path, schedule) == 0.0
+
+
+def test_finetuning_writes_checkpoints_atomically_and_stops_on_signals(tmp_path):
+    cfg = compose_config(FINETUNE, tmp_path, "finetune")
+    model = FineTuneModule(
+        backbone={"name": "resnet18_slim", "width": 0.125},
+        image_size=32,
+        num_classes=10,
+        mode="full",
+        optimizer=dict(cfg.optimizer),
+        scheduler=dict(cfg.scheduler),
+        batch_size=8,
+    )
+    trainer = build_trainer(cfg, model)
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+    handlers = [c for c in trainer.callbacks if isinstance(c, PreemptionHandler)]
+    assert [s.name for s in handlers[0].signals] == ["SIGTERM", "SIGINT", "SIGUSR1"]

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +26,10 @@ from simclr.callbacks.safeguards import AtomicCheckpointIO
 from simclr.errors import SimCLRError
 
 log = logging.getLogger(__name__)
+
+# Lightning warns that a checkpoint taken mid-epoch cannot resume a loader without its own
+# state_dict; the DataModules save the loader's position themselves (simclr.data.resumable).
+warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable.*")
 
 
 def plain(node) -> dict:
