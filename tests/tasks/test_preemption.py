@@ -216,16 +216,17 @@ def test_fault_injection_pretraining(tmp_path):
 
 @pytest.mark.slow
 def test_fault_injection_finetuning(tmp_path):
-    """The same for fine-tuning (4 epochs of 8 steps), whose last.ckpt is written at the end
-    of each epoch and on a signal: SIGKILL soon after an epoch's end, SIGTERM mid-epoch."""
+    """The same for fine-tuning (6 epochs of 8 steps), whose last.ckpt is written at the end
+    of each epoch and on a signal: each signal is sent once an epoch's last.ckpt appeared,
+    so a SIGKILL loses the steps after it and a SIGTERM stops mid-epoch."""
     schedule = [
         (8, signal.SIGKILL),
-        (11, signal.SIGTERM),
-        (16, signal.SIGKILL),
-        (19, signal.SIGTERM),
+        (16, signal.SIGTERM),
         (24, signal.SIGKILL),
+        (32, signal.SIGTERM),
+        (40, signal.SIGKILL),
     ]
-    overrides = [*FINETUNE, "trainer.max_epochs=4"]
+    overrides = [*FINETUNE, "trainer.max_epochs=6"]
     assert fault_injection("finetune.py", overrides, tmp_path, schedule) == 0.0
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import hydra
 import lightning as L
 from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from simclr.callbacks.preemption import (
@@ -98,6 +99,11 @@ def run_for_user(run: Callable[[DictConfig], dict], cfg: DictConfig) -> float | 
         sys.exit(2)
     except Preempted as stopped:
         log.warning("%s", stopped)
+        sys.exit(PREEMPTED_EXIT_STATUS)
+    except SIGTERMException:
+        # Lightning's own handler, outside the training steps (e.g. fine-tuning's final test):
+        # it would exit with status 0 as if the run had finished.
+        log.warning("stopped by SIGTERM outside training; resume with ckpt_path=<its last.ckpt>")
         sys.exit(PREEMPTED_EXIT_STATUS)
     name = cfg.get("optimized_metric")
     return metrics.get(name) if name else None
