@@ -245,3 +245,35 @@ def test_finetuning_writes_checkpoints_atomically_and_stops_on_signals(tmp_path)
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
     handlers = [c for c in trainer.callbacks if isinstance(c, PreemptionHandler)]
     assert [s.name for s in handlers[0].signals] == ["SIGTERM", "SIGINT", "SIGUSR1"]
+
+
+@pytest.mark.slow
+def test_under_slurm_the_requeue_signal_writes_last_ckpt_then_lightning_requeues(
+    tmp_path, monkeypatch
+):
+    """SLURM's environment, with a stand-in ``scontrol`` on PATH that records its arguments:
+    SIGUSR1 stops the run with last.ckpt and status 75, and Lightning's SLURM plugin writes its
+    hpc checkpoint and asks for ``scontrol requeue <job id>``."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scontrol = bin_dir / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "scontrol.args"}\n')
+    scontrol.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    for name, value in {
+        "SLURM_NTASKS": "1",
+        "SLURM_JOB_NAME": "simclr",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_NODEID": "0",
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+        "SLURM_NODELIST": "localhost",
+    }.items():
+        monkeypatch.setenv(name, value)
+    args = [str(ROOT / "train.py"), *PRETRAIN, "trainer.max_epochs=1000"]
+    run_dir = tmp_path / "run"
+    result = start_and_signal(args, run_dir, tmp_path, 1, signal.SIGUSR1)
+    assert result.returncode == PREEMPTED_EXIT_STATUS, result.stderr[-3000:]
+    assert checkpoint_step(last_ckpt(run_dir)) >= 1
+    assert (tmp_path / "scontrol.args").read_text().split() == ["requeue", "4242"]
+    assert list(run_dir.glob("hpc_ckpt_*.ckpt"))
