@@ -58,3 +58,13 @@ def test_views_after_a_resume_do_not_depend_on_the_number_of_workers(tmp_path):
         resumed = resumed_batches(tmp_path, workers=workers, batches_done=1)
         assert len(resumed) == 3
         assert all(torch.equal(a, b) for a, b in zip(uninterrupted[1:], resumed, strict=True))
+
+
+def test_processes_share_one_order_each_taking_its_part():
+    whole = [index for _, index in EpochShuffle(10, seed=5, epoch=3)]
+    parts = [
+        [i for _, i in EpochShuffle(10, seed=5, epoch=3, num_replicas=3, rank=r)] for r in range(3)
+    ]
+    assert all(len(part) == 4 for part in parts)  # 10 padded to 12
+    assert sorted(i for part in parts for i in part) == sorted(whole + whole[:2])
+    assert parts[1] == (whole + whole[:2])[1::3]

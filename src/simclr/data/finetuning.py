@@ -90,7 +90,7 @@ class FineTuneDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         dataset = self.train_dataset()
         batch_size = min(max(1, self.batch_size // world_size(self.trainer)), len(dataset))
-        sampler = self.source.stream.sampler(len(dataset), batch_size)
+        sampler = self.source.stream.sampler(len(dataset), batch_size, self.trainer)
         return make_loader(
             dataset, batch_size, "train", self.source.loader_settings, self.trainer, sampler
         )

@@ -170,7 +170,7 @@ class SimCLRDataModule(L.LightningDataModule):
                 f"data.batch_size={self.batch_size} gives {batch_size} images per device, more "
                 f"than the {len(dataset)} training images of {self.name!r}; lower data.batch_size"
             )
-        sampler = self.stream.sampler(len(dataset), batch_size)
+        sampler = self.stream.sampler(len(dataset), batch_size, self.trainer)
         return make_loader(
             dataset, batch_size, "pretrain", self.loader_settings, self.trainer, sampler
         )

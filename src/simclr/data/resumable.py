@@ -15,12 +15,13 @@ Three pieces, each saved in the checkpoint by the DataModules (``state_dict``):
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, DistributedSampler
 
 
 def derived_seed(*words: int) -> int:
@@ -36,21 +37,35 @@ def random_base_seed() -> int:
     return random.SystemRandom().randrange(2**31)
 
 
-class EpochShuffle(Sampler):
-    """Yields ``(epoch, index)`` for every index of a data set of ``size`` items, in the order of
-    a permutation drawn from ``(seed, epoch)``.
+class EpochShuffle(DistributedSampler):
+    """Yields ``(epoch, index)`` for the indices of a data set of ``size`` items, in the order
+    of a permutation drawn from ``(seed, epoch)``; with several processes (``num_replicas``),
+    process ``rank`` takes every ``num_replicas``-th item of that order (padded by repeating
+    its start, as torch's DistributedSampler does), so the processes share one order.
 
-    Lightning calls :meth:`set_epoch` before each epoch. ``skip`` items are left out of the
-    first pass over ``epoch`` (a resumed run: the items of the batches already trained on);
-    later passes yield everything. ``len()`` is always ``size``, so the number of batches an
-    epoch has does not change on resume.
+    Lightning calls :meth:`set_epoch` before each epoch (and, this being a
+    DistributedSampler, does not wrap it in its own). ``skip`` items of this process are left
+    out of the first pass over ``epoch`` (a resumed run: the items of the batches already
+    trained on); later passes yield everything. ``len()`` does not change with ``skip``, so the
+    number of batches an epoch has does not change on resume.
     """
 
-    def __init__(self, size: int, seed: int, epoch: int = 0, skip: int = 0):
+    def __init__(
+        self,
+        size: int,
+        seed: int,
+        epoch: int = 0,
+        skip: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ):
+        # DistributedSampler's own state is not used: this sampler draws its own order.
         self.size = size
         self.seed = seed
         self.epoch = epoch
         self.skip = skip
+        self.num_replicas = num_replicas
+        self.rank = rank
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
@@ -58,8 +73,12 @@ class EpochShuffle(Sampler):
         self.epoch = epoch
 
     def order(self, epoch: int) -> list[int]:
+        """This process's indices of ``epoch``, in order."""
         generator = torch.Generator().manual_seed(derived_seed(self.seed, epoch))
-        return torch.randperm(self.size, generator=generator).tolist()
+        order = torch.randperm(self.size, generator=generator).tolist()
+        padding = len(self) * self.num_replicas - self.size
+        order += (order * math.ceil(padding / max(1, self.size)))[:padding]
+        return order[self.rank :: self.num_replicas]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch, skip = self.epoch, self.skip
@@ -67,7 +86,7 @@ class EpochShuffle(Sampler):
         return iter([(epoch, index) for index in self.order(epoch)[skip:]])
 
     def __len__(self) -> int:
-        return self.size
+        return math.ceil(self.size / self.num_replicas)
 
 
 class SeededViews(Dataset):
@@ -132,7 +151,7 @@ class DataStream:
         self.seed = random_base_seed() if seed is None else int(seed)
         self.resume: dict | None = None
 
-    def sampler(self, size: int, batch_size: int) -> EpochShuffle:
+    def sampler(self, size: int, batch_size: int, trainer=None) -> EpochShuffle:
         """The training sampler; after a resume, positioned where the checkpoint was taken (a
         loader made again later is positioned there too: the sampler forgets the position
         once Lightning moves it to another epoch)."""
@@ -140,7 +159,9 @@ class DataStream:
         if self.resume is not None:
             epoch = self.resume["epoch"]
             skip = self.resume["batches_done"] * batch_size
-        return EpochShuffle(size, self.seed, epoch, skip)
+        replicas = trainer.world_size if trainer is not None else 1
+        rank = trainer.global_rank if trainer is not None else 0
+        return EpochShuffle(size, self.seed, epoch, skip, replicas, rank)
 
     def state_dict(self, trainer) -> dict:
         state = {"seed": self.seed, "epoch": 0, "batches_done": 0, "rng": rng_states()}
