@@ -111,7 +111,8 @@ class SeededViews(Dataset):
         epoch, index = key if isinstance(key, tuple) else (0, key)
         image, label = self.dataset[index]
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derived_seed(self.seed, epoch, index))
+            # The CPU generator only: torch.manual_seed would reseed the CUDA ones too.
+            torch.default_generator.manual_seed(derived_seed(self.seed, epoch, index))
             return self.transform(image), label
 
 

@@ -57,16 +57,17 @@ def build_trainer(cfg: DictConfig, model: L.LightningModule) -> L.Trainer:
     manual optimisation (gradient caching) ``model`` clips its gradients itself, so Lightning's
     ``gradient_clip_val`` is switched off (Lightning refuses it there).
     """
-    preemption = cfg.get("preemption") or {}
+    # A config without the preemption group (composed by hand) gets the handler's defaults.
+    preemption = cfg.get("preemption")
+    handler = PreemptionHandler(*([preemption.signals] if preemption is not None else []))
     plugins: list = [AtomicCheckpointIO()]
-    if SLURMEnvironment.detect():
+    if SLURMEnvironment.detect() and preemption is not None:
         plugins.append(
             SLURMEnvironment(
-                auto_requeue=bool(preemption.get("slurm_requeue", True)),
-                requeue_signal=signal_number(preemption.get("requeue_signal", "SIGUSR1")),
+                auto_requeue=bool(preemption.slurm_requeue),
+                requeue_signal=signal_number(preemption.requeue_signal),
             )
         )
-    handler = PreemptionHandler(preemption.get("signals", ("SIGTERM", "SIGINT", "SIGUSR1")))
     return hydra.utils.instantiate(
         cfg.trainer,
         callbacks=[*instantiate_all(cfg.get("callbacks")), handler],
