@@ -5,6 +5,7 @@ line saying where it stopped, and exit status :data:`PREEMPTED_EXIT_STATUS`."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Sequence
@@ -77,17 +78,23 @@ class PreemptionHandler(Callback):
         self.signals = [signal_number(name) for name in signals]
         self.received: signal.Signals | None = None
         self.chained: dict[signal.Signals, object] = {}
+        self.pid: int | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if threading.current_thread() is not threading.main_thread():
             return  # signal handlers can only be set from the main thread
         requeue = requeue_signal(trainer)
+        self.pid = os.getpid()
         for signum in self.signals:
             if signum == requeue:
                 self.chained[signum] = signal.getsignal(signum)
             signal.signal(signum, self.on_signal)
 
     def on_signal(self, signum: int, frame) -> None:
+        if os.getpid() != self.pid:
+            # A data-loader worker forked from this process inherits the handler; Ctrl-C
+            # reaches the whole process group. The workers go on serving until the step ends.
+            return
         name = signal.Signals(signum).name
         if self.received is None:
             self.received = signal.Signals(signum)
