@@ -160,8 +160,9 @@ class DataStream:
         if self.resume is not None:
             epoch = self.resume["epoch"]
             skip = self.resume["batches_done"] * batch_size
-        replicas = trainer.world_size if trainer is not None else 1
-        rank = trainer.global_rank if trainer is not None else 0
+        # A trainer's world size and rank (one process, rank 0, without a trainer).
+        replicas = getattr(trainer, "world_size", 1)
+        rank = getattr(trainer, "global_rank", 0)
         return EpochShuffle(size, self.seed, epoch, skip, replicas, rank)
 
     def state_dict(self, trainer) -> dict:
