@@ -89,6 +89,10 @@ def interrupted_then_resumed(run, overrides, tmp_path, step, arm, config_name="p
     assert f"after global step {step} " in str(stopped.value)
     saved = torch.load(last_ckpt(first), map_location="cpu", weights_only=False)
     assert saved["global_step"] == step
+    # The run's handlers are gone with it (Lightning restores the ones from before).
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        handler = signal.getsignal(signum)
+        assert not isinstance(getattr(handler, "__self__", None), PreemptionHandler)
     arm(-1)
     resumed = tmp_path / "resumed"
     run(compose_config([*overrides, f"ckpt_path={last_ckpt(first)}"], resumed, config_name))
