@@ -13,11 +13,12 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from simclr.data.augment.transforms import simclr_augmentation
-from simclr.data.containers import TensorImages, Transformed
+from simclr.data.containers import TensorImages
 from simclr.data.image_files import ImageFiles
 from simclr.data.label_subsets import LABEL_SUBSETS, take_label_subset
 from simclr.data.loaders import make_loader, world_size
 from simclr.data.pretraining import SimCLRDataModule
+from simclr.data.resumable import SeededViews
 from simclr.data.splits import balanced_subset
 from simclr.errors import ConfigError
 
@@ -51,7 +52,9 @@ class FineTuneDataModule(L.LightningDataModule):
     every class (:func:`~simclr.data.balanced_subset`, fixed by ``label_seed``), with random
     resized crops and flips (the paper's linear-evaluation augmentation); validation (model
     selection) and test use the data set's own val and test splits with the evaluation
-    transform, so neither is ever trained on.
+    transform, so neither is ever trained on. The training images' order and crops are
+    drawn from ``seed`` as pre-training's are (:mod:`simclr.data.resumable`), so a resumed
+    run reads what an uninterrupted one would have.
 
     ``label_subset`` (``imagenet_1pct``, ``imagenet_10pct``) trains on exactly the images of a
     published list instead (:mod:`simclr.data.label_subsets`); ``label_fraction`` must then
@@ -71,6 +74,7 @@ class FineTuneDataModule(L.LightningDataModule):
         flip_prob: float = 0.5,
         label_subset: str | None = None,
         select_on_val: bool = True,
+        seed: int | None = None,
     ):
         super().__init__()
         self.select_on_val = select_on_val
@@ -83,7 +87,7 @@ class FineTuneDataModule(L.LightningDataModule):
                 )
         self.label_subset = label_subset
         # The DataModule of pre-training serves the splits; its views are not used here.
-        self.source = SimCLRDataModule(num_views=2, **data)
+        self.source = SimCLRDataModule(num_views=2, seed=seed, **data)
         self.batch_size = self.source.batch_size
         self.label_fraction = label_fraction
         self.label_seed = label_seed
@@ -124,8 +128,8 @@ class FineTuneDataModule(L.LightningDataModule):
             crop_scale=self.crop_scale,
             flip_prob=self.flip_prob,
         )
-        train = Transformed(source.load_splits().train, augment)
-        return Subset(train, indices.tolist())
+        train = Subset(source.load_splits().train, indices.tolist())
+        return SeededViews(train, augment, source.stream.seed)
 
     def setup(self, stage: str | None = None) -> None:
         # The source makes the val and test loaders: its worker count and pinning must follow
@@ -137,7 +141,16 @@ class FineTuneDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         dataset = self.train_dataset()
         batch_size = min(max(1, self.batch_size // world_size(self.trainer)), len(dataset))
-        return make_loader(dataset, batch_size, "train", self.source.loader_settings, self.trainer)
+        sampler = self.source.stream.sampler(len(dataset), batch_size, self.trainer)
+        return make_loader(
+            dataset, batch_size, "train", self.source.loader_settings, self.trainer, sampler
+        )
+
+    def state_dict(self) -> dict:
+        return self.source.stream.state_dict(self.trainer)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.source.stream.load_state_dict(state_dict)
 
     def val_dataloader(self) -> DataLoader:
         return self.source.labelled_dataloader("val")

@@ -20,7 +20,7 @@ import warnings
 import lightning as L
 from omegaconf import DictConfig, open_dict
 
-from simclr.config import validate_config
+from simclr.config import resolve_ckpt_path, validate_config
 from simclr.data.finetuning import FineTuneDataModule
 from simclr.errors import ConfigError
 from simclr.models.backbones import architecture, describe_backbone, use_small_stem
@@ -88,9 +88,13 @@ def run(cfg: DictConfig) -> dict[str, float]:
     test metrics of the best validation checkpoint (of the last epoch with
     ``select_on_val=false``), also written to ``metrics.json``.
 
-    The config is checked before any work, as for pre-training (``label_fraction`` included).
+    The config is checked before any work, as for pre-training (``label_fraction`` included);
+    ``ckpt_path`` resumes a fine-tuning run as it does a pre-training one.
     """
     validate_config(cfg)
+    ckpt_path = resolve_ckpt_path(cfg)
+    if ckpt_path is not None:
+        log.info("resuming from %s", ckpt_path)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     weights = read_encoder(cfg.pretrained_ckpt) if cfg.pretrained_ckpt is not None else None
@@ -110,6 +114,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         label_seed=cfg.label_seed,
         label_subset=cfg.label_subset,
         select_on_val=cfg.select_on_val,
+        seed=cfg.get("seed"),
         **plain(cfg.augment),
     )
     model = FineTuneModule(
@@ -151,7 +156,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     with warnings.catch_warnings():
         if not model.train_encoder:  # the frozen encoder is in eval mode on purpose
             warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
-        trainer.fit(model, datamodule=datamodule)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k == "val/acc_best"}
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if not cfg.select_on_val:
