@@ -3,6 +3,7 @@ pictures, the safeguards (the non-finite guard, the atomic checkpoint writer), a
 pre-emption handler (a signal stops the run after a step with ``last.ckpt``)."""
 
 from simclr.callbacks.epochs import epoch_due
+from simclr.callbacks.last_checkpoint import LastCheckpoint
 from simclr.callbacks.monitors import OnlineLinearProbe, WeightedKNN
 from simclr.callbacks.pictures import TensorBoardPictures
 from simclr.callbacks.preemption import PREEMPTED_EXIT_STATUS, Preempted, PreemptionHandler
@@ -11,6 +12,7 @@ from simclr.callbacks.safeguards import AtomicCheckpointIO, NonFiniteError, NonF
 __all__ = [
     "PREEMPTED_EXIT_STATUS",
     "AtomicCheckpointIO",
+    "LastCheckpoint",
     "NonFiniteError",
     "NonFiniteGuard",
     "OnlineLinearProbe",
