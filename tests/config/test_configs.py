@@ -16,6 +16,7 @@ GROUPS = [
     "scheduler",
     "trainer",
     "callbacks",
+    "preemption",
     "logger",
     "paths",
     "experiment",

@@ -145,7 +145,9 @@ PRETRAIN = {
 
 # The official linear evaluation (README; the paper's appendix B.6): Nesterov momentum SGD at
 # 0.1 x B/256, no warm-up, cosine decay, the encoder frozen in inference mode, a plain linear
-# classifier, crops and flips only.
+# classifier on h starting at zero (--zero_init_logits_layer=True), crops and flips only,
+# every training image (no validation split held out) and the last epoch tested
+# (--mode=train_then_eval). classifier_group only matters with LARS: the default.
 OFFICIAL_LINEAR = dict(
     mode="linear",
     optimizer="sgd",
@@ -158,12 +160,21 @@ OFFICIAL_LINEAR = dict(
     head_batch_norm=False,
     gradient_clip_val=None,
     label_fraction=1.0,
+    label_subset=None,
+    from_head_layer=0,
+    zero_init_classifier=True,
+    classifier_group="weights",
+    select_on_val=False,
     crop_scale=[0.08, 1.0],
     flip_prob=0.5,
 )
 LINEAR_CIFAR = dict(OFFICIAL_LINEAR, batch=512, epochs=100, weight_decay=0.0, figure="91%")
 # The README's semi-supervised 1% command: LARS 0.005 x sqrt(B), batch 1024, 60 epochs,
-# no weight decay, global BatchNorm.
+# no weight decay, global BatchNorm; the official 1% list (imagenet2012_subset/1pct), from
+# the first layer of a 3-layer head (--num_proj_layers=3 --ft_proj_selector=1), a
+# zero-initialised classifier outside LARS's adaptation (the official LARS excludes
+# head_supervised), every listed image and the last epoch tested (--mode=train_then_eval).
+# pairs_with: the pre-training preset whose head this starts from (not a config value).
 README_1PCT = dict(
     mode="full",
     optimizer="lars",
@@ -178,11 +189,17 @@ README_1PCT = dict(
     head_batch_norm=False,
     gradient_clip_val=None,
     sync_batchnorm=True,
-    label_fraction=0.01,
+    label_fraction=1.0,
+    label_subset="imagenet_1pct",
+    from_head_layer=1,
+    zero_init_classifier=True,
+    classifier_group="unadapted",
+    select_on_val=False,
     crop_scale=[0.08, 1.0],
     flip_prob=0.5,
     data="imagenet",
     figure="48.3",
+    pairs_with="imagenet_resnet50",
 )
 
 EVALUATION = {
@@ -200,9 +217,13 @@ EVALUATION = {
     ),
     "finetune_imagenet_1pct": README_1PCT,
     # The paper's 30 epochs for 10% (appendix B.5).
-    "finetune_imagenet_10pct": dict(README_1PCT, label_fraction=0.1, epochs=30, figure="65.6"),
+    "finetune_imagenet_10pct": dict(
+        README_1PCT, label_subset="imagenet_10pct", epochs=30, figure="65.6"
+    ),
 }
 
+# Keys of a table row that are not config values.
+NOT_CONFIG = ("figure", "evaluation", "pairs_with")
 # Classes of each real data set: the shape of the smoke runs' fake data.
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "stl10": 10, "imagenet": 1000}
 # Presets of configs/experiment/ that reproduce nothing published.
@@ -251,7 +272,7 @@ def pretrain_values(cfg) -> dict:
 @pytest.mark.parametrize("preset", sorted(PRETRAIN))
 def test_pretraining_preset_carries_the_published_values(preset, tmp_path):
     cfg = compose_config([f"experiment={preset}"], tmp_path)
-    published = {k: v for k, v in PRETRAIN[preset].items() if k not in ("figure", "evaluation")}
+    published = {k: v for k, v in PRETRAIN[preset].items() if k not in NOT_CONFIG}
     published.setdefault("sync_batchnorm", False)
     composed = pretrain_values(cfg)
     assert {k: composed[k] for k in published} == published
@@ -285,6 +306,11 @@ def evaluation_values(cfg) -> dict:
         gradient_clip_val=cfg.trainer.gradient_clip_val,
         sync_batchnorm=cfg.trainer.get("sync_batchnorm", False),
         label_fraction=cfg.label_fraction,
+        label_subset=cfg.label_subset,
+        from_head_layer=cfg.from_head_layer,
+        zero_init_classifier=cfg.zero_init_classifier,
+        classifier_group=cfg.classifier_group,
+        select_on_val=cfg.select_on_val,
         crop_scale=list(cfg.augment.crop_scale),
         flip_prob=cfg.augment.flip_prob,
     )
@@ -295,12 +321,19 @@ def test_evaluation_preset_carries_the_published_values(evaluation, tmp_path):
     cfg = compose_config(
         [f"evaluation={evaluation}", "pretrained_ckpt=null"], tmp_path, config_name="finetune"
     )
-    published = {k: v for k, v in EVALUATION[evaluation].items() if k != "figure"}
+    published = {k: v for k, v in EVALUATION[evaluation].items() if k not in NOT_CONFIG}
     composed = evaluation_values(cfg)
     assert {k: composed[k] for k in published} == published
     figure = EVALUATION[evaluation]["figure"]
     text = (CONFIG_DIR / "evaluation" / f"{evaluation}.yaml").read_text()
     assert figure is None or figure in text
+    # Fine-tuning from head layer k starts from a pre-training preset whose head has the
+    # layers (SimCLR v2: layer 1 of a 3-layer head), on the same data; the file names it.
+    if composed["from_head_layer"]:
+        pretrain = PRETRAIN[EVALUATION[evaluation]["pairs_with"]]
+        assert pretrain["head_layers"] == 3 > composed["from_head_layer"]
+        assert pretrain["data"] == composed["data"]
+        assert EVALUATION[evaluation]["pairs_with"] in text
 
 
 def test_reproduce_script_knows_every_preset_and_refuses_others(tmp_path):
@@ -401,6 +434,12 @@ def test_reproduce_smoke_runs_the_chain(preset, smoke_runs):
     assert pretrain["optimizer"]["lr_scaling"] == published["lr_scaling"]
     assert pretrain["model"]["head"]["num_layers"] == published["head_layers"]
     evaluation = yaml.safe_load((run / "evaluation" / ".hydra" / "config.yaml").read_text())
-    assert evaluation["mode"] == EVALUATION[entry["evaluation"]]["mode"]
+    protocol = EVALUATION[entry["evaluation"]]
+    assert evaluation["mode"] == protocol["mode"]
+    for key in ("zero_init_classifier", "select_on_val", "from_head_layer", "classifier_group"):
+        assert evaluation[key] == protocol[key], key
+    if not protocol["select_on_val"]:  # no validation: the last epoch is tested
+        assert "val/acc_best" not in entry["evaluation_metrics"]
+        assert "select_on_val=false: testing the weights of the last epoch" in output
     assert evaluation["data"]["options"]["num_classes"] == NUM_CLASSES[published["data"]]
     assert f"loaded from {entry['run']}/pretrain/checkpoints/last.ckpt" in output

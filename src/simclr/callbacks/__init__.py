@@ -1,16 +1,23 @@
 """Lightning callbacks of pre-training: the representation monitors, the TensorBoard
-pictures, and the safeguards (the non-finite guard, the atomic checkpoint writer)."""
+pictures, the safeguards (the non-finite guard, the atomic checkpoint writer), and the
+pre-emption handler (a signal stops the run after a step with ``last.ckpt``)."""
 
 from simclr.callbacks.epochs import epoch_due
+from simclr.callbacks.last_checkpoint import LastCheckpoint
 from simclr.callbacks.monitors import OnlineLinearProbe, WeightedKNN
 from simclr.callbacks.pictures import TensorBoardPictures
+from simclr.callbacks.preemption import PREEMPTED_EXIT_STATUS, Preempted, PreemptionHandler
 from simclr.callbacks.safeguards import AtomicCheckpointIO, NonFiniteError, NonFiniteGuard
 
 __all__ = [
+    "PREEMPTED_EXIT_STATUS",
     "AtomicCheckpointIO",
+    "LastCheckpoint",
     "NonFiniteError",
     "NonFiniteGuard",
     "OnlineLinearProbe",
+    "Preempted",
+    "PreemptionHandler",
     "TensorBoardPictures",
     "WeightedKNN",
     "epoch_due",

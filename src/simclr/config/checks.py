@@ -16,10 +16,13 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from simclr import rules
 from simclr.callbacks.safeguards import NON_FINITE_ACTION
+from simclr.data.label_subsets import LABEL_SUBSETS
 from simclr.data.sources import DATASETS
 from simclr.errors import ConfigError
 from simclr.models.backbones import BACKBONES, WIDE_RESNET_WIDTH, wide_resnet50
-from simclr.models.finetune import MODES
+from simclr.models.finetune import CLASSIFIER_GROUPS, MODES
+from simclr.models.head_layers import FROM_HEAD_LAYER
+from simclr.models.resnet_v2 import SK_RATIO, V2_BUILDERS, V2_WIDTH
 from simclr.optim import OPTIMIZERS
 from simclr.rules import Rule, is_number
 
@@ -37,6 +40,7 @@ RULES: list[Rule] = [
     rules.NUM_WORKERS,
     rules.EVAL_CROP_FRACTION,
     NON_FINITE_ACTION,
+    FROM_HEAD_LAYER,
     Rule("scheduler.min_lr_ratio", rules.probability, "in [0, 1]"),
     Rule(
         "trainer.max_epochs",
@@ -50,7 +54,7 @@ RULES: list[Rule] = [
     Rule("data.augment.rotation_degrees", rules.non_negative, "a number of degrees >= 0"),
 ]
 # The config values that name a registry entry.
-NAMES = [BACKBONES, DATASETS, OPTIMIZERS, MODES]
+NAMES = [BACKBONES, DATASETS, OPTIMIZERS, MODES, CLASSIFIER_GROUPS, LABEL_SUBSETS]
 
 
 def _get(cfg: DictConfig, key: str):
@@ -126,6 +130,9 @@ def config_problems(cfg: DictConfig) -> list[str]:
     backbone = _get(cfg, "backbone.name")
     if backbone in BACKBONES and BACKBONES[backbone] is wide_resnet50:
         check(WIDE_RESNET_WIDTH)
+    if backbone in BACKBONES and BACKBONES[backbone] in V2_BUILDERS:
+        check(V2_WIDTH)
+        check(SK_RATIO)
 
     # The global batch is split evenly over the devices (SimCLRDataModule).
     batch, devices = _get(cfg, "data.batch_size"), configured_world_size(cfg)

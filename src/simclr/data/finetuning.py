@@ -1,20 +1,26 @@
-"""The fine-tuning DataModule: a class-balanced fraction of a data set's training labels,
-with the paper's linear-evaluation augmentation, and its own val and test splits."""
+"""The fine-tuning DataModule: a class-balanced fraction of a data set's training labels (or a
+published label subset), with the paper's linear-evaluation augmentation, and its own val and
+test splits."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import lightning as L
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from simclr.data.augment.transforms import simclr_augmentation
-from simclr.data.containers import Transformed
+from simclr.data.containers import TensorImages
+from simclr.data.image_files import ImageFiles
+from simclr.data.label_subsets import LABEL_SUBSETS, take_label_subset
 from simclr.data.loaders import make_loader, world_size
 from simclr.data.pretraining import SimCLRDataModule
+from simclr.data.resumable import SeededViews
 from simclr.data.splits import balanced_subset
+from simclr.errors import ConfigError
 
 
 def dataset_labels(dataset: Dataset) -> Tensor:
@@ -25,6 +31,20 @@ def dataset_labels(dataset: Dataset) -> Tensor:
     return torch.as_tensor([int(dataset[i][1]) for i in range(len(dataset))])
 
 
+def joined(first: Dataset, second: Dataset) -> TensorImages | ImageFiles:
+    """Two splits of one data set as one (``first``'s images, then ``second``'s)."""
+    if isinstance(first, TensorImages) and isinstance(second, TensorImages):
+        images = torch.cat([first.images, second.images])
+        return TensorImages(images, torch.cat([first.labels, second.labels]))
+    if isinstance(first, ImageFiles) and isinstance(second, ImageFiles):
+        paths = np.concatenate([first.paths, second.paths])
+        return ImageFiles(paths, torch.cat([first.labels, second.labels]), first.skip_corrupt)
+    raise ConfigError(
+        f"select_on_val=false cannot join this data set's splits ({type(first).__name__}, "
+        f"{type(second).__name__}); keep select_on_val=true"
+    )
+
+
 class FineTuneDataModule(L.LightningDataModule):
     """The labelled splits of a registered data set for fine-tuning.
 
@@ -32,7 +52,17 @@ class FineTuneDataModule(L.LightningDataModule):
     every class (:func:`~simclr.data.balanced_subset`, fixed by ``label_seed``), with random
     resized crops and flips (the paper's linear-evaluation augmentation); validation (model
     selection) and test use the data set's own val and test splits with the evaluation
-    transform, so neither is ever trained on.
+    transform, so neither is ever trained on. The training images' order and crops are
+    drawn from ``seed`` as pre-training's are (:mod:`simclr.data.resumable`), so a resumed
+    run reads what an uninterrupted one would have.
+
+    ``label_subset`` (``imagenet_1pct``, ``imagenet_10pct``) trains on exactly the images of a
+    published list instead (:mod:`simclr.data.label_subsets`); ``label_fraction`` must then
+    be 1.
+
+    ``select_on_val=False`` (the official evaluations: every training image, the last epoch
+    reported) joins the validation split to the training images the labels are chosen from,
+    and leaves no validation split.
     """
 
     def __init__(
@@ -42,10 +72,22 @@ class FineTuneDataModule(L.LightningDataModule):
         label_seed: int = 0,
         crop_scale: Sequence[float] = (0.08, 1.0),
         flip_prob: float = 0.5,
+        label_subset: str | None = None,
+        select_on_val: bool = True,
+        seed: int | None = None,
     ):
         super().__init__()
+        self.select_on_val = select_on_val
+        if label_subset is not None:
+            LABEL_SUBSETS.canonical(label_subset)
+            if label_fraction != 1:
+                raise ConfigError(
+                    f"label_subset={label_subset} and label_fraction={label_fraction} both "
+                    "choose the labelled images: set label_fraction=1.0 with a label_subset"
+                )
+        self.label_subset = label_subset
         # The DataModule of pre-training serves the splits; its views are not used here.
-        self.source = SimCLRDataModule(num_views=2, **data)
+        self.source = SimCLRDataModule(num_views=2, seed=seed, **data)
         self.batch_size = self.source.batch_size
         self.label_fraction = label_fraction
         self.label_seed = label_seed
@@ -58,13 +100,24 @@ class FineTuneDataModule(L.LightningDataModule):
 
     @property
     def train_indices(self) -> Tensor:
-        """Indices into the training split of the images trained on (sorted)."""
+        """Indices into the training split of the images trained on (sorted). With a
+        ``label_subset``, the training split first takes back the listed images that the
+        validation split held."""
         if self._train_indices is None:
-            labels = dataset_labels(self.source.load_splits().train)
-            self._train_indices = balanced_subset(labels, self.label_fraction, self.label_seed)
+            splits = self.source.load_splits()
+            if not self.select_on_val:  # validation images join the training images
+                splits.train = joined(splits.train, splits.val)
+                splits.val = splits.val.select(torch.zeros(0, dtype=torch.long))
+            if self.label_subset is not None:
+                where = f"data.root={self.source.root}"
+                self._train_indices = take_label_subset(splits, self.label_subset, where)
+            else:
+                labels = dataset_labels(splits.train)
+                self._train_indices = balanced_subset(labels, self.label_fraction, self.label_seed)
         return self._train_indices
 
     def train_dataset(self) -> Dataset:
+        indices = self.train_indices  # before reading the split, which a label subset changes
         source = self.source
         augment = simclr_augmentation(
             source.image_size,
@@ -75,19 +128,29 @@ class FineTuneDataModule(L.LightningDataModule):
             crop_scale=self.crop_scale,
             flip_prob=self.flip_prob,
         )
-        train = Transformed(source.load_splits().train, augment)
-        return Subset(train, self.train_indices.tolist())
+        train = Subset(source.load_splits().train, indices.tolist())
+        return SeededViews(train, augment, source.stream.seed)
 
     def setup(self, stage: str | None = None) -> None:
         # The source makes the val and test loaders: its worker count and pinning must follow
         # this run's trainer (devices, accelerator), which Lightning only hands to this module.
         self.source.trainer = self.trainer
         self.source.setup(stage)
+        self.train_indices  # noqa: B018 (a label subset settles the val split before its loader)
 
     def train_dataloader(self) -> DataLoader:
         dataset = self.train_dataset()
         batch_size = min(max(1, self.batch_size // world_size(self.trainer)), len(dataset))
-        return make_loader(dataset, batch_size, "train", self.source.loader_settings, self.trainer)
+        sampler = self.source.stream.sampler(len(dataset), batch_size, self.trainer)
+        return make_loader(
+            dataset, batch_size, "train", self.source.loader_settings, self.trainer, sampler
+        )
+
+    def state_dict(self) -> dict:
+        return self.source.stream.state_dict(self.trainer)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.source.stream.load_state_dict(state_dict)
 
     def val_dataloader(self) -> DataLoader:
         return self.source.labelled_dataloader("val")

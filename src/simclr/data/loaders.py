@@ -10,7 +10,7 @@ from typing import Literal, get_args
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from simclr.rules import NUM_WORKERS
 
@@ -77,18 +77,21 @@ def make_loader(
     role: LoaderRole,
     settings: LoaderSettings,
     trainer: L.Trainer | None = None,
+    sampler: Sampler | None = None,
 ) -> DataLoader:
     """A DataLoader over ``dataset`` for ``role``, with ``batch_size`` images per device.
 
-    Training loaders (``pretrain``, ``train``) shuffle; pre-training drops its last, smaller
-    batch when ``settings.drop_last`` says so, and every training loader drops a last batch of
-    exactly one image on a device (BatchNorm cannot take its statistics over one image).
-    Evaluation loaders keep the order and every image. Workers and pinning follow
+    Training loaders (``pretrain``, ``train``) shuffle, in the order of ``sampler`` where
+    given (:class:`~simclr.data.resumable.EpochShuffle`: resumable); pre-training drops its
+    last, smaller batch when ``settings.drop_last`` says so, and every training loader drops
+    a last batch of exactly one image on a device (BatchNorm cannot take its statistics over
+    one image). Evaluation loaders keep the order and every image. Workers and pinning follow
     ``trainer`` (its devices, its accelerator).
 
     The loader is a plain DataLoader without a ``worker_init_fn``: Lightning gives the
     loaders that a DataModule returns its own one, which seeds each worker process when the
-    run called ``seed_everything(seed, workers=True)``.
+    run called ``seed_everything(seed, workers=True)``. The training views do not depend on
+    it: :class:`~simclr.data.resumable.SeededViews` seeds every sample.
     """
     if role not in get_args(LoaderRole):
         raise ValueError(f"unknown loader role {role!r}; valid: {', '.join(get_args(LoaderRole))}")
@@ -102,7 +105,8 @@ def make_loader(
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=training,
+        shuffle=training if sampler is None else None,
+        sampler=sampler,
         drop_last=drop_last,
         num_workers=workers,
         persistent_workers=settings.persistent_workers and workers > 0,

@@ -26,6 +26,7 @@ from simclr.data.augment.transforms import (
 from simclr.data.containers import LabelledSplits, Transformed
 from simclr.data.image_files import ImageFiles
 from simclr.data.loaders import LoaderSettings, make_loader, world_size
+from simclr.data.resumable import DataStream, SeededViews, derived_seed
 from simclr.data.sources import DATASETS, load_dataset
 from simclr.errors import ConfigError
 from simclr.models.backbones import SMALL_IMAGE_MAX_SIZE
@@ -50,6 +51,12 @@ class SimCLRDataModule(L.LightningDataModule):
 
     The loader settings (``num_workers`` ... ``drop_last``) are those of
     :class:`LoaderSettings`; :func:`make_loader` makes every loader from them.
+
+    The views of image ``i`` in epoch ``e`` are drawn from ``(seed, e, i)`` (per image in the
+    workers) or from ``(seed, e, batch)`` (on the device), and the epoch's order from
+    ``(seed, e)``; the checkpoint keeps the seed, the position in the epoch and the main
+    process's random states (:mod:`simclr.data.resumable`), so a resumed run reads what an
+    uninterrupted one would have. ``seed=None``: a random seed, kept by the checkpoint.
     """
 
     def __init__(
@@ -73,6 +80,7 @@ class SimCLRDataModule(L.LightningDataModule):
         drop_last: bool = True,
         augment_on_device: bool | None = None,
         eval_crop_fraction: float | None = None,
+        seed: int | None = None,
     ):
         super().__init__()
         DATASETS.canonical(name)
@@ -100,6 +108,7 @@ class SimCLRDataModule(L.LightningDataModule):
         self.augment_on_device = augment_on_device
         self.eval_crop_fraction = eval_crop_fraction
         self.batch_augmentation: BatchAugmentation | None = None
+        self.stream = DataStream(seed)
         self.splits: LabelledSplits | None = None
 
     @property
@@ -154,14 +163,23 @@ class SimCLRDataModule(L.LightningDataModule):
         # On-device augmentation: the loader only stacks uint8 images; the views are drawn
         # after the batch reached the accelerator (on_after_batch_transfer).
         transform = v2.ToImage() if self.views_on_device() else self.pretrain_transform()
-        dataset = Transformed(self.pretrain_dataset(), transform)
+        dataset = SeededViews(self.pretrain_dataset(), transform, self.stream.seed)
         batch_size = self.per_device_batch_size()
         if len(dataset) < batch_size:
             raise ConfigError(
                 f"data.batch_size={self.batch_size} gives {batch_size} images per device, more "
                 f"than the {len(dataset)} training images of {self.name!r}; lower data.batch_size"
             )
-        return make_loader(dataset, batch_size, "pretrain", self.loader_settings, self.trainer)
+        sampler = self.stream.sampler(len(dataset), batch_size, self.trainer)
+        return make_loader(
+            dataset, batch_size, "pretrain", self.loader_settings, self.trainer, sampler
+        )
+
+    def state_dict(self) -> dict:
+        return self.stream.state_dict(self.trainer)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.stream.load_state_dict(state_dict)
 
     def views_on_device(self) -> bool:
         """``augment_on_device``, where ``None`` means: on an accelerator, not on a CPU. On this
@@ -192,7 +210,17 @@ class SimCLRDataModule(L.LightningDataModule):
         if not isinstance(images, Tensor) or images.dtype != torch.uint8:
             return batch
         augment = self._batch_augmentation(images.device)
-        return [augment(images) for _ in range(self.num_views)], labels
+        # Drawn from (seed, epoch, batch of the epoch, view), not the device's global
+        # generator, so that a resumed run draws the views an uninterrupted one would.
+        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current.ready
+        generator = torch.Generator(device=images.device)
+        views = []
+        for view in range(self.num_views):
+            generator.manual_seed(
+                derived_seed(self.stream.seed, self.trainer.current_epoch, progress, view)
+            )
+            views.append(augment(images, generator))
+        return views, labels
 
     def preview_views(self, count: int) -> list[Tensor]:
         """V views ``(n, 3, S, S)`` of the first ``n <= count`` pre-training images, drawn by

@@ -1,6 +1,7 @@
 """The networks: backbones (one registry), the projection head, the pre-training and the
 fine-tuning LightningModules, and encoders stored on disk."""
 
+from simclr.models import resnet_v2  # registers SimCLR v2's ResNet-101/152
 from simclr.models.backbones import BACKBONES, build_backbone
 from simclr.models.encoder_files import EncoderWeights, export_encoder, read_encoder
 from simclr.models.finetune import MODES, FineTuneModule
@@ -17,4 +18,5 @@ __all__ = [
     "build_backbone",
     "export_encoder",
     "read_encoder",
+    "resnet_v2",
 ]

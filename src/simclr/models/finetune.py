@@ -6,6 +6,12 @@ The protocols (SimCLR, sections 4 and 6), each a fine-tuning mode (``mode``):
   those of pre-training); only a new linear classifier on the representation h trains.
 - ``full``: the whole network trains, as the project this framework grew from did (NAdam,
   learning rate 1e-4, gradient clipping at norm 10).
+
+The classifier may sit on a layer of the pre-trained projection head instead of h
+(``from_head_layer``, SimCLR v2; :mod:`simclr.models.head_layers`), start at zero
+(``zero_init_classifier``, the official ``--zero_init_logits_layer``), and have its weight
+treated by the optimiser like any weight or as the official LARS treats it
+(``classifier_group``, see :data:`CLASSIFIER_GROUPS`).
 """
 
 from __future__ import annotations
@@ -17,14 +23,26 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from simclr.errors import ConfigError
 from simclr.models.backbones import build_backbone
-from simclr.optim import lightning_optimization
+from simclr.models.head_layers import head_layers
+from simclr.optim import lightning_optimization, parameter_groups
 from simclr.registry import Registry
 
 # Each fine-tuning mode, by its ``mode`` name: whether it trains the encoder.
 MODES: Registry[bool] = Registry("fine-tuning mode", "mode")
 MODES.register("full")(True)
 MODES.register("linear")(False)
+# Where the optimiser puts the classifier's weight matrix, by ``classifier_group``: its
+# weight decay and whether LARS adapts its step (biases and BatchNorm get neither, always).
+# ``weights``: as every weight matrix; ``unadapted``: decayed but not adapted, as the official
+# code (its LARS excludes ``head_supervised`` and adds that layer's decay to the loss:
+# a zero-initialised classifier under LARS would otherwise take steps scaled by its own tiny
+# norm); ``excluded``: with the biases, neither decayed nor adapted.
+CLASSIFIER_GROUPS: Registry[dict] = Registry("classifier parameter group", "classifier_group")
+CLASSIFIER_GROUPS.register("weights")({"decayed": True, "lars_exclude": False})
+CLASSIFIER_GROUPS.register("unadapted")({"decayed": True, "lars_exclude": True})
+CLASSIFIER_GROUPS.register("excluded")({"decayed": False, "lars_exclude": True})
 # Accuracy within the k best guesses, for every k a run reports (when k <= classes).
 TOP_K = {"acc": 1, "acc_top5": 5}
 
@@ -45,6 +63,15 @@ class FineTuneModule(L.LightningModule):
             one learning rate suits encoders whose features differ in scale by orders of
             magnitude (a random encoder's are tiny), and at test time it is a fixed affine map,
             so the head stays a linear classifier.
+        head: the pre-training projection head's arguments (:class:`~simclr.models.heads.
+            ProjectionHead`'s without ``input_dim``), for ``from_head_layer`` > 0.
+        from_head_layer: how many layers of that head sit between h and the classifier
+            (0: the classifier on h). In ``linear`` mode they are frozen with the encoder.
+        zero_init_classifier: start the classifier's weight and bias at zero, as the official
+            evaluations do (``--zero_init_logits_layer=True``); false: PyTorch's default
+            initialisation.
+        classifier_group: how the optimiser treats the classifier's weight matrix, a name of
+            :data:`CLASSIFIER_GROUPS` (``weights``, ``unadapted``: the official, ``excluded``).
     """
 
     def __init__(
@@ -57,16 +84,35 @@ class FineTuneModule(L.LightningModule):
         scheduler: dict,
         batch_size: int,
         head_batch_norm: bool = False,
+        head: dict | None = None,
+        from_head_layer: int = 0,
+        zero_init_classifier: bool = False,
+        classifier_group: str = "weights",
     ):
         super().__init__()
         self.save_hyperparameters()
         self.train_encoder = MODES[mode]
+        self.classifier_group = CLASSIFIER_GROUPS[classifier_group]
         self.encoder, self.feature_dim = build_backbone(image_size=image_size, **backbone)
-        self.encoder.requires_grad_(self.train_encoder)
-        self.encoder.train(self.train_encoder)
-        linear = nn.Linear(self.feature_dim, num_classes)
+        if from_head_layer and head is None:
+            raise ConfigError(
+                f"from_head_layer={from_head_layer} needs the pre-trained projection head: "
+                "give a pre-training checkpoint as pretrained_ckpt"
+            )
+        # The kept layers of the projection head (empty for from_head_layer=0): part of the
+        # pre-trained network, frozen with the encoder in linear evaluation.
+        self.head_layers, classifier_dim = head_layers(
+            head or {}, self.feature_dim, from_head_layer
+        )
+        for pretrained in (self.encoder, self.head_layers):
+            pretrained.requires_grad_(self.train_encoder)
+            pretrained.train(self.train_encoder)
+        linear = nn.Linear(classifier_dim, num_classes)
+        if zero_init_classifier:
+            nn.init.zeros_(linear.weight)
+            nn.init.zeros_(linear.bias)
         if head_batch_norm:
-            self.classifier = nn.Sequential(nn.BatchNorm1d(self.feature_dim, affine=False), linear)
+            self.classifier = nn.Sequential(nn.BatchNorm1d(classifier_dim, affine=False), linear)
         else:
             self.classifier = linear
         metrics = {
@@ -79,18 +125,26 @@ class FineTuneModule(L.LightningModule):
         self.test_metrics = self.train_metrics.clone(prefix="test/")
         self.val_acc_best = MaxMetric()
 
+    @property
+    def linear(self) -> nn.Linear:
+        """The classifier's linear layer (after its BatchNorm, with ``head_batch_norm``)."""
+        return (
+            self.classifier[-1] if isinstance(self.classifier, nn.Sequential) else self.classifier
+        )
+
     def train(self, mode: bool = True):
         """Linear evaluation keeps the frozen encoder in eval mode: its BatchNorm layers
         normalise with the pre-training statistics and never update them."""
         super().train(mode)
         if not self.train_encoder:
             self.encoder.eval()
+            self.head_layers.eval()
         return self
 
     def forward(self, images: Tensor) -> Tensor:
         """Class logits ``(B, num_classes)`` for images ``(B, 3, H, W)``."""
         with torch.set_grad_enabled(self.train_encoder and torch.is_grad_enabled()):
-            h = self.encoder(images)
+            h = self.head_layers(self.encoder(images))
         return self.classifier(h)
 
     def _step(self, batch, metrics: MetricCollection, stage: str) -> Tensor:
@@ -121,5 +175,23 @@ class FineTuneModule(L.LightningModule):
 
     def configure_optimizers(self):
         return lightning_optimization(
-            self, self.hparams.batch_size, self.hparams.optimizer, self.hparams.scheduler
+            self,
+            self.hparams.batch_size,
+            self.hparams.optimizer,
+            self.hparams.scheduler,
+            groups=self.parameter_groups(self.hparams.optimizer.get("weight_decay", 0.0)),
         )
+
+    def parameter_groups(self, weight_decay: float) -> list[dict]:
+        """The optimiser's parameter groups: weights, and biases with BatchNorm (as in
+        pre-training), with the classifier's weight in a group of its own that
+        ``classifier_group`` describes."""
+        weight = self.linear.weight
+        groups = parameter_groups(self, weight_decay)
+        groups[0]["params"] = [p for p in groups[0]["params"] if p is not weight]
+        classifier = {
+            "params": [weight],
+            "weight_decay": weight_decay if self.classifier_group["decayed"] else 0.0,
+            "lars_exclude": self.classifier_group["lars_exclude"],
+        }
+        return [group for group in (*groups, classifier) if group["params"]]

@@ -65,16 +65,18 @@ def build_optimizer(
     batch_size: int,
     lr_scaling: str = "none",
     weight_decay: float = 0.0,
+    groups: list[dict] | None = None,
     **options,
 ) -> Optimizer:
     """The optimiser named ``name`` over ``model``'s parameter groups, at the scaled rate.
 
-    ``options`` are the optimiser's own keyword arguments (momentum, betas, ...).
+    ``options`` are the optimiser's own keyword arguments (momentum, betas, ...). ``groups``
+    replaces :func:`parameter_groups`' (a module that groups its parameters its own way).
     """
     LEARNING_RATE.check(lr)
     WEIGHT_DECAY.check(weight_decay)
     optimizer_class = OPTIMIZERS[name]
-    groups = parameter_groups(model, weight_decay)
+    groups = parameter_groups(model, weight_decay) if groups is None else groups
     if optimizer_class is not LARS:
         for group in groups:
             group.pop("lars_exclude", None)
@@ -83,12 +85,17 @@ def build_optimizer(
 
 
 def lightning_optimization(
-    module: L.LightningModule, batch_size: int, optimizer: dict, scheduler: dict
+    module: L.LightningModule,
+    batch_size: int,
+    optimizer: dict,
+    scheduler: dict,
+    groups: list[dict] | None = None,
 ) -> dict:
     """``configure_optimizers``' answer for ``module``: the optimiser over its parameter groups
-    at the rate scaled for ``batch_size``, and the warm-up + cosine schedule stepped at every
-    optimiser step, its length from the trainer's estimated stepping batches."""
-    built = build_optimizer(module, batch_size=batch_size, **optimizer)
+    (``groups``, or :func:`parameter_groups`') at the rate scaled for ``batch_size``, and the
+    warm-up + cosine schedule stepped at every optimiser step, its length from the trainer's
+    estimated stepping batches."""
+    built = build_optimizer(module, batch_size=batch_size, groups=groups, **optimizer)
     total_steps = int(module.trainer.estimated_stepping_batches)
     # Known once estimated_stepping_batches has set up the training loader.
     steps_per_epoch = max(

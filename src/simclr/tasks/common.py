@@ -7,17 +7,30 @@ import json
 import logging
 import math
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import hydra
 import lightning as L
+from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from simclr.callbacks.preemption import (
+    PREEMPTED_EXIT_STATUS,
+    Preempted,
+    PreemptionHandler,
+    signal_number,
+)
 from simclr.callbacks.safeguards import AtomicCheckpointIO
 from simclr.errors import SimCLRError
 
 log = logging.getLogger(__name__)
+
+# Lightning warns that a checkpoint taken mid-epoch cannot resume a loader without its own
+# state_dict; the DataModules save the loader's position themselves (simclr.data.resumable).
+warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable.*")
 
 
 def plain(node) -> dict:
@@ -37,15 +50,29 @@ def build_trainer(cfg: DictConfig, model: L.LightningModule) -> L.Trainer:
     pre-training and fine-tuning alike.
 
     Checkpoints are written by :class:`~simclr.callbacks.safeguards.AtomicCheckpointIO`: atomically
-    (a kill never leaves a truncated ``last.ckpt``) and never with non-finite weights. Under
+    (a kill never leaves a truncated ``last.ckpt``) and never with non-finite weights. The
+    ``preemption`` signals stop the run after a step with a ``last.ckpt``
+    (:class:`~simclr.callbacks.preemption.PreemptionHandler`, whatever the callbacks group);
+    under SLURM, Lightning's SLURM plugin requeues the job on ``preemption.requeue_signal``. Under
     manual optimisation (gradient caching) ``model`` clips its gradients itself, so Lightning's
     ``gradient_clip_val`` is switched off (Lightning refuses it there).
     """
+    # A config without the preemption group (composed by hand) gets the handler's defaults.
+    preemption = cfg.get("preemption")
+    handler = PreemptionHandler(*([preemption.signals] if preemption is not None else []))
+    plugins: list = [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect() and preemption is not None:
+        plugins.append(
+            SLURMEnvironment(
+                auto_requeue=bool(preemption.slurm_requeue),
+                requeue_signal=signal_number(preemption.requeue_signal),
+            )
+        )
     return hydra.utils.instantiate(
         cfg.trainer,
-        callbacks=instantiate_all(cfg.get("callbacks")),
+        callbacks=[*instantiate_all(cfg.get("callbacks")), handler],
         logger=instantiate_all(cfg.get("logger")) or False,
-        plugins=[AtomicCheckpointIO()],
+        plugins=plugins,
         **({} if model.automatic_optimization else {"gradient_clip_val": None}),
     )
 
@@ -63,11 +90,21 @@ def write_metrics(metrics: dict, output_dir: str | Path) -> Path:
 
 def run_for_user(run: Callable[[DictConfig], dict], cfg: DictConfig) -> float | None:
     """Run ``run(cfg)``; a :class:`SimCLRError` is printed without a stack trace and exits
-    with status 2. Returns the metric named by ``cfg.optimized_metric``, for Hydra sweepers."""
+    with status 2; a run stopped by a signal (:class:`Preempted`) logs where it stopped and
+    exits with status 75. Returns the metric named by ``cfg.optimized_metric``, for Hydra
+    sweepers."""
     try:
         metrics = run(cfg)
     except SimCLRError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except Preempted as stopped:
+        log.warning("%s", stopped)
+        sys.exit(PREEMPTED_EXIT_STATUS)
+    except SIGTERMException:
+        # Lightning's own handler, outside the training steps (e.g. fine-tuning's final test):
+        # it would exit with status 0 as if the run had finished.
+        log.warning("stopped by SIGTERM outside training; resume with ckpt_path=<its last.ckpt>")
+        sys.exit(PREEMPTED_EXIT_STATUS)
     name = cfg.get("optimized_metric")
     return metrics.get(name) if name else None

@@ -2,26 +2,31 @@
 
 The modes (``full``, ``linear``) are those of :class:`~simclr.models.finetune.FineTuneModule`.
 Both train on a class-balanced fraction of the training labels (``label_fraction``: the
-semi-supervised 1% / 10%), pick the epoch with the best validation accuracy, and report the
-test accuracy of that checkpoint. The encoder comes from a pre-training checkpoint or an
-exported encoder (``pretrained_ckpt``), or is freshly initialised (``pretrained_ckpt=null``,
-the baseline).
+semi-supervised 1% / 10%) or on a published list of images (``label_subset``), pick the epoch
+with the best validation accuracy, and report the test accuracy of that checkpoint; with
+``select_on_val=false`` they train on the validation images too and report the last epoch,
+as the official evaluations. The encoder comes from a pre-training checkpoint or an exported
+encoder (``pretrained_ckpt``), or is freshly initialised (``pretrained_ckpt=null``, the
+baseline); the classifier sits on h or on a layer of the pre-trained projection head
+(``from_head_layer``).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
 
 import lightning as L
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
-from simclr.config import validate_config
+from simclr.config import resolve_ckpt_path, validate_config
 from simclr.data.finetuning import FineTuneDataModule
 from simclr.errors import ConfigError
 from simclr.models.backbones import architecture, describe_backbone, use_small_stem
 from simclr.models.encoder_files import EncoderWeights, load_encoder_weights, read_encoder
 from simclr.models.finetune import FineTuneModule
+from simclr.models.head_layers import FROM_HEAD_LAYER, load_head_layers, read_head
 from simclr.tasks.common import build_trainer, plain, write_metrics
 
 log = logging.getLogger(__name__)
@@ -64,22 +69,52 @@ def resolve_image_size(
     return requested or weights.image_size
 
 
+def without_validation(cfg: DictConfig) -> DictConfig:
+    """A copy of ``cfg`` for ``select_on_val=false``: no validation loop (nor its sanity
+    check), and the best-checkpoint callback keeps only ``last.ckpt``, since there is no
+    validation accuracy to choose by."""
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        cfg.trainer.limit_val_batches = 0
+        cfg.trainer.num_sanity_val_steps = 0
+        if cfg.get("callbacks") and cfg.callbacks.get("best_checkpoint"):
+            cfg.callbacks.best_checkpoint.monitor = None
+            cfg.callbacks.best_checkpoint.save_top_k = 0
+    return cfg
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Fine-tune or linearly evaluate as ``cfg`` says (``configs/finetune.yaml``); returns the
-    test metrics of the best validation checkpoint, also written to ``metrics.json``.
+    test metrics of the best validation checkpoint (of the last epoch with
+    ``select_on_val=false``), also written to ``metrics.json``.
 
-    The config is checked before any work, as for pre-training (``label_fraction`` included).
+    The config is checked before any work, as for pre-training (``label_fraction`` included);
+    ``ckpt_path`` resumes a fine-tuning run as it does a pre-training one.
     """
     validate_config(cfg)
+    ckpt_path = resolve_ckpt_path(cfg)
+    if ckpt_path is not None:
+        log.info("resuming from %s", ckpt_path)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     weights = read_encoder(cfg.pretrained_ckpt) if cfg.pretrained_ckpt is not None else None
     backbone = resolve_backbone(plain(cfg.backbone) if cfg.get("backbone") else None, weights)
     image_size = resolve_image_size(cfg.image_size, weights, cfg.data.image_size)
+    # SimCLR v2: the classifier on a layer of the pre-trained projection head.
+    from_head_layer = FROM_HEAD_LAYER.check(cfg.from_head_layer)
+    if from_head_layer and weights is None:
+        raise ConfigError(
+            f"from_head_layer={from_head_layer} keeps layers of a pre-trained projection head: "
+            "give pretrained_ckpt (pretrained_ckpt=null has no head)"
+        )
+    head = read_head(cfg.pretrained_ckpt) if from_head_layer else None
     datamodule = FineTuneDataModule(
         {**plain(cfg.data), "image_size": image_size},
         label_fraction=cfg.label_fraction,
         label_seed=cfg.label_seed,
+        label_subset=cfg.label_subset,
+        select_on_val=cfg.select_on_val,
+        seed=cfg.get("seed"),
         **plain(cfg.augment),
     )
     model = FineTuneModule(
@@ -91,27 +126,43 @@ def run(cfg: DictConfig) -> dict[str, float]:
         scheduler=plain(cfg.scheduler),
         batch_size=cfg.data.batch_size,
         head_batch_norm=cfg.head_batch_norm,
+        head=head.config if head is not None else None,
+        from_head_layer=from_head_layer,
+        zero_init_classifier=cfg.zero_init_classifier,
+        classifier_group=cfg.classifier_group,
     )
     if weights is not None:
         load_encoder_weights(model.encoder, weights)
         log.info("encoder %s loaded from %s", describe_backbone(weights.backbone), weights.source)
+    if head is not None:
+        load_head_layers(model.head_layers, head)
+        log.info(
+            "classifier on layer %d of the projection head of %s", from_head_layer, head.source
+        )
     else:
         log.info("encoder %s randomly initialised (baseline)", describe_backbone(backbone))
     log.info(
-        "mode %s; training on %d labelled images (label_fraction=%s)",
+        "mode %s; training on %d labelled images (%s)",
         cfg.mode,
         len(datamodule.train_indices),
-        cfg.label_fraction,
+        f"label_subset={cfg.label_subset}"
+        if cfg.label_subset is not None
+        else f"label_fraction={cfg.label_fraction}",
     )
+    if not cfg.select_on_val:
+        cfg = without_validation(cfg)
     trainer = build_trainer(cfg, model)
     log.info("output folder: %s", cfg.paths.output_dir)
     with warnings.catch_warnings():
         if not model.train_encoder:  # the frozen encoder is in eval mode on purpose
             warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
-        trainer.fit(model, datamodule=datamodule)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k == "val/acc_best"}
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    if not best:
+    if not cfg.select_on_val:
+        best = ""
+        log.info("select_on_val=false: testing the weights of the last epoch")
+    elif not best:
         log.warning("no best checkpoint was saved; testing the final weights")
     results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
     metrics = {**fit_metrics, **{name: float(value) for name, value in results[0].items()}}

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def build_datamodule(cfg: DictConfig) -> SimCLRDataModule:
     data = plain(cfg.data)
-    return SimCLRDataModule(num_views=cfg.model.num_views, **data)
+    return SimCLRDataModule(num_views=cfg.model.num_views, seed=cfg.get("seed"), **data)
 
 
 def build_model(cfg: DictConfig) -> SimCLRModule:

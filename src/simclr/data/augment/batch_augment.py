@@ -143,14 +143,18 @@ class BatchAugmentation(nn.Module):
         self.register_buffer("mean", torch.tensor(list(mean)).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(list(std)).view(1, 3, 1, 1), persistent=False)
 
-    def sample_crop_boxes(self, batch: int, height: int, width: int, device) -> Tensor:
+    def sample_crop_boxes(
+        self, batch: int, height: int, width: int, device, generator: torch.Generator | None = None
+    ) -> Tensor:
         """Boxes ``(B, 4)`` drawn as torchvision's RandomResizedCrop.get_params draws them:
         up to 10 tries of area ~ U(scale) x HW and log-ratio ~ U(log ratio) for a box that
         fits, then the fallback (the whole image, ratio clamped to the range)."""
         area = height * width
-        scale = torch.empty(batch, CROP_ATTEMPTS, device=device).uniform_(*self.crop_scale)
+        scale = torch.empty(batch, CROP_ATTEMPTS, device=device).uniform_(
+            *self.crop_scale, generator=generator
+        )
         log_ratio = torch.empty(batch, CROP_ATTEMPTS, device=device).uniform_(
-            math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1])
+            math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1]), generator=generator
         )
         ratio = torch.exp(log_ratio)
         box_w = torch.sqrt(area * scale * ratio).round()
@@ -172,21 +176,29 @@ class BatchAugmentation(nn.Module):
         box_w = torch.where(fallback, torch.full_like(box_w, fb_w), box_w)
         box_h = torch.where(fallback, torch.full_like(box_h, fb_h), box_h)
         # Top-left corner uniform over the integer positions where the box fits.
-        top = (torch.rand(batch, device=device) * (height - box_h + 1)).floor()
-        left = (torch.rand(batch, device=device) * (width - box_w + 1)).floor()
+        top = (torch.rand(batch, device=device, generator=generator) * (height - box_h + 1)).floor()
+        left = (torch.rand(batch, device=device, generator=generator) * (width - box_w + 1)).floor()
         top = torch.where(fallback, ((height - box_h) / 2).round(), top)
         left = torch.where(fallback, ((width - box_w) / 2).round(), left)
         return torch.stack([left, top, left + box_w, top + box_h], dim=1)
 
-    def sample(self, batch: int, height: int, width: int, device=None) -> AugmentParams:
-        """Draw the random parameters of ``batch`` views of ``height x width`` images."""
+    def sample(
+        self,
+        batch: int,
+        height: int,
+        width: int,
+        device=None,
+        generator: torch.Generator | None = None,
+    ) -> AugmentParams:
+        """Draw the random parameters of ``batch`` views of ``height x width`` images, from
+        ``generator`` (on ``device``) or else the device's global generator."""
         s = self.color_strength
 
         def coin(p: float) -> Tensor:
-            return torch.rand(batch, device=device) < p
+            return torch.rand(batch, device=device, generator=generator) < p
 
         def uniform(low: float, high: float) -> Tensor:
-            return torch.empty(batch, device=device).uniform_(low, high)
+            return torch.empty(batch, device=device).uniform_(low, high, generator=generator)
 
         factors = torch.stack(
             [
@@ -198,11 +210,11 @@ class BatchAugmentation(nn.Module):
             dim=1,
         )
         return AugmentParams(
-            boxes=self.sample_crop_boxes(batch, height, width, device),
+            boxes=self.sample_crop_boxes(batch, height, width, device, generator),
             flip=coin(self.flip_prob),
             jitter=coin(self.color_prob),
             factors=factors,
-            order=torch.rand(batch, 4, device=device).argsort(dim=1),
+            order=torch.rand(batch, 4, device=device, generator=generator).argsort(dim=1),
             grayscale=coin(self.grayscale_prob),
             blur=coin(self.blur_prob),
             sigma=uniform(0.1, 2.0),
@@ -251,6 +263,9 @@ class BatchAugmentation(nn.Module):
                     x = x.index_copy(0, chosen, adjust(x[chosen], params.factors[chosen, op]))
         return x
 
-    def forward(self, images: Tensor) -> Tensor:
-        params = self.sample(images.shape[0], images.shape[-2], images.shape[-1], images.device)
+    def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Views ``(B, 3, S, S)`` of ``images``, drawn from ``generator`` where given (on the
+        images' device: a resumable stream) or else the device's global generator."""
+        height, width = images.shape[-2], images.shape[-1]
+        params = self.sample(images.shape[0], height, width, images.device, generator)
         return self.apply(images, params)
