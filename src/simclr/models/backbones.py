@@ -27,7 +27,7 @@ identity (Goyal et al., 2017).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch.nn.functional as F
 import torchvision
@@ -143,6 +143,11 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = _shortcut(in_ch, planes, stride)
 
+    @property
+    def residual_norm(self) -> nn.BatchNorm2d:
+        """The residual branch's last BatchNorm (zero-initialised: the block starts as identity)."""
+        return self.bn2
+
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
@@ -165,6 +170,10 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(out_ch)
         self.downsample = _shortcut(in_ch, out_ch, stride)
 
+    @property
+    def residual_norm(self) -> nn.BatchNorm2d:
+        return self.bn3
+
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = F.relu(self.bn2(self.conv2(out)))
@@ -180,7 +189,50 @@ def _shortcut(in_ch: int, out_ch: int, stride: int) -> nn.Module:
     )
 
 
-class ScaledResNet(nn.Module):
+class ResNetTrunk(nn.Module):
+    """What every ResNet built here shares after its stem (``conv1``, ``bn1``, ``maxpool``,
+    set by the subclass): four stages of residual blocks (``layer1``...``layer4``), global
+    average pooling, He initialisation, and zero-initialised residual branches."""
+
+    def add_stages(
+        self,
+        make_block: Callable[[int, int, int], nn.Module],
+        layers: Sequence[int],
+        in_ch: int,
+        planes: Callable[[int], int],
+    ) -> None:
+        """``make_block(in_ch, planes, stride)``; stage ``i`` has ``layers[i]`` blocks of
+        ``planes(i)`` channels; the first block of every stage after the first halves the
+        resolution."""
+        stages = []
+        for index, num_blocks in enumerate(layers):
+            blocks = []
+            for b in range(num_blocks):
+                stride = 2 if index > 0 and b == 0 else 1
+                blocks.append(make_block(in_ch, planes(index), stride))
+                in_ch = planes(index) * blocks[-1].expansion
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.feature_dim = in_ch
+
+    def initialise(self, zero_init_residual: bool) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        # Zero-init the last BN of each residual branch, so every block starts as identity.
+        for module in self.modules() if zero_init_residual else ():
+            norm = getattr(module, "residual_norm", None)
+            if norm is not None:
+                nn.init.zeros_(norm.weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.avgpool(x).flatten(1)
+
+
+class ScaledResNet(ResNetTrunk):
     """A ResNet whose every layer's channel count is multiplied by ``width``.
 
     Module names follow torchvision's (``conv1``, ``bn1``, ``layer1``...``layer4``), with
@@ -205,33 +257,13 @@ class ScaledResNet(nn.Module):
             self.conv1 = nn.Conv2d(3, stem_ch, 7, stride=2, padding=3, bias=False)
             self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         self.bn1 = nn.BatchNorm2d(stem_ch)
-        in_ch = stem_ch
-        stages = []
-        for index, num_blocks in enumerate(layers):
-            planes = max(1, round(64 * 2**index * width))
-            blocks = []
-            for b in range(num_blocks):
-                stride = 2 if index > 0 and b == 0 else 1
-                blocks.append(block(in_ch, planes, stride, depthwise))
-                in_ch = planes * block.expansion
-            stages.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3, self.layer4 = stages
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.feature_dim = in_ch
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        # Zero-init the last BN of each residual branch, so every block starts as identity.
-        for module in self.modules() if zero_init_residual else ():
-            if isinstance(module, Bottleneck):
-                nn.init.zeros_(module.bn3.weight)
-            elif isinstance(module, BasicBlock):
-                nn.init.zeros_(module.bn2.weight)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.avgpool(x).flatten(1)
+        self.add_stages(
+            lambda in_ch, planes, stride: block(in_ch, planes, stride, depthwise),
+            layers,
+            stem_ch,
+            lambda index: max(1, round(64 * 2**index * width)),
+        )
+        self.initialise(zero_init_residual)
 
 
 @BACKBONES.register("resnet50_w1", "wide_resnet50")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from simclr.models.backbones import BACKBONES
+from simclr.models.backbones import BACKBONES, ResNetTrunk
 from simclr.rules import Rule, is_number
 
 # Bottleneck blocks per stage, by depth. 50 is kept for the comparison with the official
@@ -125,6 +125,10 @@ class BottleneckV2(nn.Module):
                 nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch)
             )
 
+    @property
+    def residual_norm(self) -> nn.BatchNorm2d:
+        return self.bn3
+
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.conv2(out)
@@ -154,7 +158,7 @@ class DeepStem(nn.Module):
         return self.conv_c(x)
 
 
-class ResNetV2(nn.Module):
+class ResNetV2(ResNetTrunk):
     """SimCLR v2's ResNet of ``depth`` 50, 101 or 152; images ``(B, 3, H, W)`` -> the pooled
     representation ``(B, 2048 * width)``."""
 
@@ -178,30 +182,13 @@ class ResNetV2(nn.Module):
                 self.conv1 = nn.Conv2d(3, stem_ch, 7, stride=2, padding=3, bias=False)
             self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         self.bn1 = nn.BatchNorm2d(stem_ch)
-        in_ch = stem_ch
-        stages = []
-        for index, num_blocks in enumerate(STAGE_BLOCKS[depth]):
-            planes = 64 * 2**index * width
-            blocks = []
-            for b in range(num_blocks):
-                stride = 2 if index > 0 and b == 0 else 1
-                blocks.append(BottleneckV2(in_ch, planes, stride, sk_ratio))
-                in_ch = planes * BottleneckV2.expansion
-            stages.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3, self.layer4 = stages
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.feature_dim = in_ch
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        for module in self.modules() if zero_init_residual else ():
-            if isinstance(module, BottleneckV2):
-                nn.init.zeros_(module.bn3.weight)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.avgpool(x).flatten(1)
+        self.add_stages(
+            lambda in_ch, planes, stride: BottleneckV2(in_ch, planes, stride, sk_ratio),
+            STAGE_BLOCKS[depth],
+            stem_ch,
+            lambda index: 64 * 2**index * width,
+        )
+        self.initialise(zero_init_residual)
 
 
 def build_resnet_v2(

@@ -24,6 +24,7 @@ from simclr.callbacks.preemption import (
     signal_number,
 )
 from simclr.callbacks.safeguards import AtomicCheckpointIO
+from simclr.config import resolve_ckpt_path, validate_config
 from simclr.errors import SimCLRError
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,19 @@ log = logging.getLogger(__name__)
 # Lightning warns that a checkpoint taken mid-epoch cannot resume a loader without its own
 # state_dict; the DataModules save the loader's position themselves (simclr.data.resumable).
 warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable.*")
+
+
+def start_run(cfg: DictConfig) -> str | None:
+    """What both tasks do before any work: check ``cfg``, resolve ``ckpt_path`` (``last``:
+    the newest ``last.ckpt`` of this task's earlier runs) and seed everything. Returns the
+    checkpoint to resume from, or None."""
+    validate_config(cfg)
+    ckpt_path = resolve_ckpt_path(cfg)
+    if ckpt_path is not None:
+        log.info("resuming from %s", ckpt_path)
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    return ckpt_path
 
 
 def plain(node) -> dict:

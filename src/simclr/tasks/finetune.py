@@ -17,17 +17,15 @@ import copy
 import logging
 import warnings
 
-import lightning as L
 from omegaconf import DictConfig, open_dict
 
-from simclr.config import resolve_ckpt_path, validate_config
 from simclr.data.finetuning import FineTuneDataModule
 from simclr.errors import ConfigError
 from simclr.models.backbones import architecture, describe_backbone, use_small_stem
 from simclr.models.encoder_files import EncoderWeights, load_encoder_weights, read_encoder
 from simclr.models.finetune import FineTuneModule
 from simclr.models.head_layers import FROM_HEAD_LAYER, load_head_layers, read_head
-from simclr.tasks.common import build_trainer, plain, write_metrics
+from simclr.tasks.common import build_trainer, plain, start_run, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +89,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     The config is checked before any work, as for pre-training (``label_fraction`` included);
     ``ckpt_path`` resumes a fine-tuning run as it does a pre-training one.
     """
-    validate_config(cfg)
-    ckpt_path = resolve_ckpt_path(cfg)
-    if ckpt_path is not None:
-        log.info("resuming from %s", ckpt_path)
-    if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
+    ckpt_path = start_run(cfg)
     weights = read_encoder(cfg.pretrained_ckpt) if cfg.pretrained_ckpt is not None else None
     backbone = resolve_backbone(plain(cfg.backbone) if cfg.get("backbone") else None, weights)
     image_size = resolve_image_size(cfg.image_size, weights, cfg.data.image_size)

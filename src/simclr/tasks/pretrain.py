@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import logging
 
-import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from simclr.config import resolve_ckpt_path, validate_config
 from simclr.data import SimCLRDataModule
 from simclr.models import SimCLRModule
-from simclr.tasks.common import build_trainer, plain, write_metrics
+from simclr.tasks.common import build_trainer, plain, start_run, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +42,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     The config is checked, and ``ckpt_path`` resolved (``last``: the newest ``last.ckpt`` of
     this task's earlier runs), before any work starts.
     """
-    validate_config(cfg)
-    ckpt_path = resolve_ckpt_path(cfg)
-    if ckpt_path is not None:
-        log.info("resuming from %s", ckpt_path)
-    if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
+    ckpt_path = start_run(cfg)
     datamodule = build_datamodule(cfg)
     model = build_model(cfg)
     trainer = build_trainer(cfg, model)
