@@ -6,7 +6,7 @@
    preset's file must name the published figure.
 2. ``bench/reproduce.sh PRESET --smoke`` (pre-training, evaluation, results file) passes for
    every preset, on fake data shaped like the real set: two chains at a time, one thread each,
-   about 14 s of CPU per preset (four presets in the default suite, the other four slow).
+   about 14 s of CPU per preset, all of them in the default suite.
 """
 
 from __future__ import annotations
@@ -373,15 +373,7 @@ def smoke(preset: str, folder: Path) -> subprocess.CompletedProcess:
 
 
 # Each chain costs about 14 s of CPU, 11 of them importing torch and Lightning in its two
-# processes. The default suite runs one preset per distinct chain (each data shape and each
-# evaluation protocol); the other presets' chains differ from one of those only in recipe
-# values, which the tests above check, so they are marked slow.
-SMOKE_IN_DEFAULT_SUITE = {
-    "cifar10_resnet18",
-    "cifar100_resnet18",
-    "stl10_resnet18",
-    "imagenet_resnet50",
-}
+# processes; all eight run in the default suite (issue 13: every preset's chain in CI).
 
 
 @pytest.fixture(scope="module")
@@ -403,10 +395,7 @@ def smoke_runs(request, tmp_path_factory) -> dict[str, tuple[Path, Future]]:
 
 @pytest.mark.parametrize(
     "preset",
-    [
-        pytest.param(p, marks=() if p in SMOKE_IN_DEFAULT_SUITE else pytest.mark.slow)
-        for p in sorted(PRETRAIN)
-    ],
+    sorted(PRETRAIN),
 )
 def test_reproduce_smoke_runs_the_chain(preset, smoke_runs):
     folder, running = smoke_runs[preset]
