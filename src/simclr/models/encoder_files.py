@@ -54,16 +54,24 @@ class EncoderWeights:
         return encoder, feature_dim
 
 
-def load_encoder_weights(encoder: nn.Module, weights: EncoderWeights) -> None:
-    """Load ``weights`` into ``encoder`` strictly; a mismatch is a :class:`DataError`."""
+def load_strictly(module: nn.Module, state_dict: dict, mismatch: str) -> None:
+    """Load ``state_dict`` into ``module`` strictly; a mismatch is a :class:`DataError` that
+    starts with ``mismatch`` and quotes the first lines of torch's report."""
     try:
-        encoder.load_state_dict(weights.state_dict, strict=True)
+        module.load_state_dict(state_dict, strict=True)
     except RuntimeError as error:
         first_lines = "\n".join(str(error).splitlines()[:4])
-        raise DataError(
-            f"the encoder weights in {weights.source} do not fit the backbone "
-            f"{describe_backbone(weights.backbone)}:\n{first_lines}"
-        ) from None
+        raise DataError(f"{mismatch}:\n{first_lines}") from None
+
+
+def load_encoder_weights(encoder: nn.Module, weights: EncoderWeights) -> None:
+    """Load ``weights`` into ``encoder`` strictly; a mismatch is a :class:`DataError`."""
+    load_strictly(
+        encoder,
+        weights.state_dict,
+        f"the encoder weights in {weights.source} do not fit the backbone "
+        f"{describe_backbone(weights.backbone)}",
+    )
 
 
 def _load(path: Path) -> object:

@@ -23,7 +23,12 @@ import torch
 from torch import Tensor, nn
 
 from simclr.errors import ConfigError, DataError
-from simclr.models.encoder_files import DESCRIPTION_FILE, WEIGHTS_FILE, read_encoder
+from simclr.models.encoder_files import (
+    DESCRIPTION_FILE,
+    WEIGHTS_FILE,
+    load_strictly,
+    read_encoder,
+)
 from simclr.models.heads import ProjectionHead
 from simclr.rules import Rule, integer_at_least
 
@@ -117,14 +122,11 @@ def load_head_layers(layers: nn.Sequential, weights: HeadWeights) -> None:
         for key, value in weights.state_dict.items()
         if key.removeprefix("net.").split(".", 1)[0] in kept
     }
-    try:
-        layers.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        first_lines = "\n".join(str(error).splitlines()[:4])
-        raise DataError(
-            f"the projection head in {weights.source} does not fit its description "
-            f"{weights.config}:\n{first_lines}"
-        ) from None
+    load_strictly(
+        layers,
+        state,
+        f"the projection head in {weights.source} does not fit its description {weights.config}",
+    )
 
 
 def export_head(checkpoint: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
