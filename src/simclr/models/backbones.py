@@ -194,6 +194,18 @@ class ResNetTrunk(nn.Module):
     set by the subclass): four stages of residual blocks (``layer1``...``layer4``), global
     average pooling, He initialisation, and zero-initialised residual branches."""
 
+    def add_stem(self, channels: int, small_stem: bool, large: nn.Module | None = None) -> None:
+        """``conv1``, ``bn1`` and ``maxpool``: for small images a 3x3 convolution at stride 1
+        and no pooling (the paper's CIFAR stem); otherwise ``large`` (default: a 7x7
+        convolution at stride 2) followed by a 3x3 max-pool at stride 2."""
+        if small_stem:
+            self.conv1 = nn.Conv2d(3, channels, 3, stride=1, padding=1, bias=False)
+            self.maxpool = nn.Identity()
+        else:
+            self.conv1 = large or nn.Conv2d(3, channels, 7, stride=2, padding=3, bias=False)
+            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.bn1 = nn.BatchNorm2d(channels)
+
     def add_stages(
         self,
         make_block: Callable[[int, int, int], nn.Module],
@@ -250,13 +262,7 @@ class ScaledResNet(ResNetTrunk):
     ):
         super().__init__()
         stem_ch = max(1, round(64 * width))
-        if small_stem:
-            self.conv1 = nn.Conv2d(3, stem_ch, 3, stride=1, padding=1, bias=False)
-            self.maxpool = nn.Identity()
-        else:
-            self.conv1 = nn.Conv2d(3, stem_ch, 7, stride=2, padding=3, bias=False)
-            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        self.bn1 = nn.BatchNorm2d(stem_ch)
+        self.add_stem(stem_ch, small_stem)
         self.add_stages(
             lambda in_ch, planes, stride: block(in_ch, planes, stride, depthwise),
             layers,

@@ -172,16 +172,9 @@ class ResNetV2(ResNetTrunk):
     ):
         super().__init__()
         stem_ch = 64 * width
-        if small_stem:  # the official CIFAR stem, with or without SK
-            self.conv1 = nn.Conv2d(3, stem_ch, 3, stride=1, padding=1, bias=False)
-            self.maxpool = nn.Identity()
-        else:
-            if sk_ratio > 0:
-                self.conv1 = DeepStem(stem_ch)
-            else:
-                self.conv1 = nn.Conv2d(3, stem_ch, 7, stride=2, padding=3, bias=False)
-            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        self.bn1 = nn.BatchNorm2d(stem_ch)
+        # The official CIFAR stem with or without SK; at 224 px, SK models have the deep stem.
+        deep = DeepStem(stem_ch) if sk_ratio > 0 and not small_stem else None
+        self.add_stem(stem_ch, small_stem, deep)
         self.add_stages(
             lambda in_ch, planes, stride: BottleneckV2(in_ch, planes, stride, sk_ratio),
             STAGE_BLOCKS[depth],
