@@ -142,6 +142,14 @@ def export_encoder(checkpoint: str | Path, out_dir: str | Path) -> tuple[Path, P
     """Write ``encoder.pt`` and ``encoder.json`` for the encoder in ``checkpoint``."""
     weights = read_encoder(checkpoint)
     _, feature_dim = weights.build()  # refuses weights that do not fit their architecture
+    return write_encoder(weights, feature_dim, out_dir)
+
+
+def write_encoder(
+    weights: EncoderWeights, feature_dim: int, out_dir: str | Path
+) -> tuple[Path, Path]:
+    """Write ``encoder.pt`` and ``encoder.json`` for ``weights`` (of an encoder of
+    ``feature_dim`` features) into ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     weights_path, description_path = out_dir / WEIGHTS_FILE, out_dir / DESCRIPTION_FILE
