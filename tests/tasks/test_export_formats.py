@@ -107,11 +107,16 @@ def test_a_small_stem_slim_resnet_has_no_timm_export_and_says_what_works(tmp_pat
     assert "has no timm architecture" in capsys.readouterr().err
     assert not list((tmp_path / "out").iterdir())
     # The other formats take it.
-    assert export(path, tmp_path / "onnx", "onnx").max_difference < 1e-4
+    assert export(path, tmp_path / "torchscript", "torchscript").max_difference < 1e-5
 
 
 @pytest.mark.parametrize(
-    "which,architecture", [("resnet18", "resnet18"), ("resnet50_w1", "resnet50")]
+    "which,architecture",
+    [
+        ("resnet18", "resnet18"),
+        # 24M parameters written, loaded and compared twice: outside the default suite.
+        pytest.param("resnet50_w1", "resnet50", marks=pytest.mark.slow),
+    ],
 )
 def test_our_plain_resnets_export_to_timms_resnets(tmp_path, which, architecture):
     path, model, image_size = checkpoint(tmp_path, which)
@@ -125,7 +130,7 @@ def test_our_plain_resnets_export_to_timms_resnets(tmp_path, which, architecture
 
 
 def test_an_export_with_other_features_is_an_error_and_not_kept(tmp_path, monkeypatch):
-    path, _, _ = checkpoint(tmp_path, "convnext")
+    path, _, _ = checkpoint(tmp_path, "vit")
     load = torch.jit.load
 
     class Shifted(torch.nn.Module):  # what a wrong trace would compute: slightly off
