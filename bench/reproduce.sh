@@ -11,8 +11,9 @@
 #
 # OVERRIDEs go to both train.py and finetune.py (e.g. data.root, trainer.devices). --smoke runs
 # the same two commands on data=fake shaped like the real set (its image size and number of
-# classes), with a tiny ResNet-18 (width 0.25), batches of 8 and two steps, on the CPU: it
-# proves the chain (configs compose, checkpoint hand-over, results file), not the figures.
+# classes), with a tiny ResNet-18 (width 0.25; a one-block ViT-Tiny for the ViT preset),
+# batches of 8 and two steps, on the CPU: it proves the chain (configs compose, checkpoint
+# hand-over, results file), not the figures.
 # Runs go to logs/reproduce/<PRESET>/<time>/{pretrain,evaluation}/ under the current folder,
 # the figures to ${RESULTS_DIR:-results}/<PRESET>.json (a list: one entry per run).
 set -euo pipefail
@@ -34,6 +35,7 @@ declare -A EVALUATION=(
     [imagenet_resnet50_w1_1000ep]=linear_imagenet
     [imagenet_resnet50_w2_1000ep]=linear_imagenet
     [imagenet_resnet50_w4_1000ep]=linear_imagenet
+    [imagenet_vit_small]=linear_imagenet
 )
 declare -A SHAPE=(
     [cifar10_resnet18]="32 10"
@@ -44,6 +46,13 @@ declare -A SHAPE=(
     [imagenet_resnet50_w1_1000ep]="224 1000"
     [imagenet_resnet50_w2_1000ep]="224 1000"
     [imagenet_resnet50_w4_1000ep]="224 1000"
+    [imagenet_vit_small]="224 1000"
+)
+# --smoke's tiny encoder: a slim ResNet-18, or, for a timm preset, a timm model of the preset's
+# family cut to one block (the timm path: its parameter groups, checkpoint and evaluation).
+SMOKE_RESNET="backbone=resnet18_slim backbone.width=0.25"
+declare -A SMOKE_BACKBONE=(
+    [imagenet_vit_small]="backbone.model=vit_tiny_patch16_224 +backbone.model_args.depth=1"
 )
 
 [[ $# -ge 1 ]] || usage
@@ -78,9 +87,9 @@ if $SMOKE; then
     # fake has no unlabelled split (STL-10's preset reads one); train+val as the CIFAR presets.
     # Width 0.25, not the tests' usual 0.125: at 224 px, width 0.125 (an 8-channel stem) with
     # channels-last crashed torch's CPU kernels here (segmentation fault; 0.25 does not).
+    read -r -a TINY_BACKBONE <<<"${SMOKE_BACKBONE[$PRESET]:-$SMOKE_RESNET}"
     PRETRAIN_ARGS=(
-        "${FAKE[@]}" data.pretrain_split=train+val
-        backbone=resnet18_slim backbone.width=0.25 callbacks.pictures=null
+        "${FAKE[@]}" data.pretrain_split=train+val "${TINY_BACKBONE[@]}" callbacks.pictures=null
     )
     # fake's images have no ImageNet file names, so a published list of labelled images
     # (label_subset, the semi-supervised presets') would find none of them: smoke runs use

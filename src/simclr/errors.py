@@ -15,3 +15,8 @@ class ConfigError(SimCLRError, ValueError):
 
 class DataError(SimCLRError):
     """Data that is missing, empty or unreadable, named with its path."""
+
+
+class ExportError(SimCLRError):
+    """An exported encoder that does not load back or computes other features than the
+    encoder it was exported from (``python -m simclr.export``)."""

@@ -1,4 +1,4 @@
-"""``python -m simclr.export <checkpoint.ckpt> <out_dir>``: the user's command for
+"""``python -m simclr.export <checkpoint.ckpt> <out_dir> [--format ...]``: the user's command for
 :mod:`simclr.tasks.export`, kept at this short name (README, "Taking the encoder elsewhere")."""
 
 import sys

@@ -23,6 +23,7 @@ from simclr.models.backbones import BACKBONES, WIDE_RESNET_WIDTH, wide_resnet50
 from simclr.models.finetune import CLASSIFIER_GROUPS, MODES
 from simclr.models.head_layers import FROM_HEAD_LAYER
 from simclr.models.resnet_v2 import SK_RATIO, V2_BUILDERS, V2_WIDTH
+from simclr.models.timm_backbones import TIMM_MODEL, timm_backbone
 from simclr.optim import OPTIMIZERS
 from simclr.rules import Rule, is_number
 
@@ -133,6 +134,8 @@ def config_problems(cfg: DictConfig) -> list[str]:
     if backbone in BACKBONES and BACKBONES[backbone] in V2_BUILDERS:
         check(V2_WIDTH)
         check(SK_RATIO)
+    if backbone in BACKBONES and BACKBONES[backbone] is timm_backbone:
+        check(TIMM_MODEL)
 
     # The global batch is split evenly over the devices (SimCLRDataModule).
     batch, devices = _get(cfg, "data.batch_size"), configured_world_size(cfg)

@@ -70,11 +70,13 @@ def _recompute_context(block: nn.Module):
     return lambda: (contextlib.nullcontext(), frozen_running_stats(block))
 
 
-def checkpoint_stages(encoder: nn.Module) -> list[CheckpointedStage]:
+def checkpoint_stages(encoder: nn.Module, required: bool = True) -> list[CheckpointedStage]:
     """Replace every stage of ``encoder`` (each direct ``nn.Sequential`` child: ``layer1`` to
-    ``layer4`` of the ResNets) by a :class:`CheckpointedStage` holding the same blocks.
+    ``layer4`` of the ResNets, a timm ViT's ``blocks``, a ConvNeXt's ``stages``) by a
+    :class:`CheckpointedStage` holding the same blocks.
 
-    Returns the new stages. An encoder without such stages is a :class:`ConfigError`.
+    Returns the new stages. An encoder without such stages is a :class:`ConfigError` where
+    checkpointing is ``required`` (``true``); for ``auto`` it is left as it is.
     """
     stages = []
     for name, child in list(encoder.named_children()):
@@ -82,7 +84,7 @@ def checkpoint_stages(encoder: nn.Module) -> list[CheckpointedStage]:
             stage = CheckpointedStage(OrderedDict(child.named_children()))
             setattr(encoder, name, stage)
             stages.append(stage)
-    if not stages:
+    if not stages and required:
         raise ConfigError(
             f"model.activation_checkpointing: the encoder {type(encoder).__name__} has no "
             "stages (nn.Sequential children) to checkpoint; set model.activation_checkpointing="

@@ -1,7 +1,8 @@
 """The networks: backbones (one registry), the projection head, the pre-training and the
 fine-tuning LightningModules, and encoders stored on disk."""
 
-from simclr.models import resnet_v2  # registers SimCLR v2's ResNet-101/152
+# Importing these registers SimCLR v2's ResNet-101/152 and timm's models (backbone=timm).
+from simclr.models import resnet_v2, timm_backbones
 from simclr.models.backbones import BACKBONES, build_backbone
 from simclr.models.encoder_files import EncoderWeights, export_encoder, read_encoder
 from simclr.models.finetune import MODES, FineTuneModule
@@ -19,4 +20,5 @@ __all__ = [
     "export_encoder",
     "read_encoder",
     "resnet_v2",
+    "timm_backbones",
 ]

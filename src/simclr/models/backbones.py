@@ -19,14 +19,18 @@ Names (each the name of its config file, ``configs/backbone/<name>.yaml``):
 Checkpoints and exported encoders written before the names followed the config files store
 ``wide_resnet50`` and ``slim_resnet18``; those names stay valid as aliases.
 
-Images of 32 px or less get the small-image stem (3x3 stride-1 convolution, no max-pool) unless
-``small_stem`` says otherwise. ``zero_init_residual`` (the official code's default) starts the
+Any model of the timm library is a backbone too (``timm``, :mod:`simclr.models.timm_backbones`).
+
+Every builder takes the image size; the ResNets' use it to choose their stem: images of 32 px or
+less get the small-image stem (3x3 stride-1 convolution, no max-pool) unless ``small_stem``
+says otherwise. ``zero_init_residual`` (the official code's default) starts the
 last BatchNorm scale of every residual branch at zero, so that each block starts as the
 identity (Goyal et al., 2017).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 
 import torch.nn.functional as F
@@ -50,9 +54,10 @@ WIDE_RESNET_WIDTH = Rule(
 )
 
 
-# Options that only choose how fresh weights are initialised: loaded weights make them moot,
-# so two backbone descriptions that differ only in them describe the same architecture.
-INIT_ONLY_OPTIONS = ("zero_init_residual",)
+# Options that only choose how fresh weights are initialised (``pretrained``: timm's published
+# weights): loaded weights make them moot, so two backbone descriptions that differ only in them
+# describe the same architecture.
+INIT_ONLY_OPTIONS = ("zero_init_residual", "pretrained")
 
 
 def architecture(backbone: dict) -> dict:
@@ -78,15 +83,33 @@ def use_small_stem(image_size: int, small_stem: bool | None) -> bool:
     return bool(small_stem)
 
 
-def build_backbone(
-    name: str, image_size: int, small_stem: bool | None = None, **options
-) -> tuple[nn.Module, int]:
-    """Build the encoder registered as ``name``; returns ``(encoder, feature_dim)``.
+def has_stem_choice(name: str) -> bool:
+    """Whether the backbone ``name`` chooses its stem by image size (the ResNets built here; a
+    timm model has its own)."""
+    return name in BACKBONES and "small_stem" in inspect.signature(BACKBONES[name]).parameters
 
-    ``options`` go to the builder (``width``, ``depthwise``, ``zero_init_residual``). An
-    unknown name raises a :class:`~simclr.errors.ConfigError` that lists the registered ones.
+
+def resolved(backbone: dict, image_size: int) -> dict:
+    """``backbone`` with what the image size decides written out: ``small_stem`` true or false
+    for a backbone that chooses its stem (the stem a checkpoint's weights were made for), and
+    ``pretrained`` false, since weights about to be loaded replace timm's published ones."""
+    backbone = dict(backbone)
+    if has_stem_choice(backbone.get("name")):
+        backbone["small_stem"] = use_small_stem(image_size, backbone.get("small_stem"))
+    if "pretrained" in backbone:
+        backbone["pretrained"] = False
+    return backbone
+
+
+def build_backbone(name: str, image_size: int, **options) -> tuple[nn.Module, int]:
+    """Build the encoder registered as ``name`` for images of ``image_size`` px; returns
+    ``(encoder, feature_dim)``.
+
+    ``options`` go to the builder (``small_stem``, ``width``, ``depthwise``,
+    ``zero_init_residual``; timm's ``model``, ``pretrained``, ``model_args``). An unknown name
+    raises a :class:`~simclr.errors.ConfigError` that lists the registered ones.
     """
-    return BACKBONES[name](small_stem=use_small_stem(image_size, small_stem), **options)
+    return BACKBONES[name](image_size=image_size, **options)
 
 
 def _headless_torchvision(model: torchvision.models.ResNet, small_stem: bool):
@@ -100,7 +123,8 @@ def _headless_torchvision(model: torchvision.models.ResNet, small_stem: bool):
 
 def _torchvision_builder(name: str) -> BackboneBuilder:
     def build(
-        small_stem: bool,
+        image_size: int,
+        small_stem: bool | None = None,
         width: float = 1.0,
         depthwise: bool = False,
         zero_init_residual: bool = True,
@@ -113,7 +137,7 @@ def _torchvision_builder(name: str) -> BackboneBuilder:
         model = getattr(torchvision.models, name)(
             weights=None, zero_init_residual=zero_init_residual
         )
-        return _headless_torchvision(model, small_stem)
+        return _headless_torchvision(model, use_small_stem(image_size, small_stem))
 
     build.__doc__ = f"torchvision's {name} without its classifier."
     return build
@@ -276,20 +300,30 @@ class ScaledResNet(ResNetTrunk):
 @BACKBONES.register("resnet50_w2")
 @BACKBONES.register("resnet50_w4")
 def wide_resnet50(
-    small_stem: bool, width: int = 1, depthwise: bool = False, zero_init_residual: bool = True
+    image_size: int,
+    small_stem: bool | None = None,
+    width: int = 1,
+    depthwise: bool = False,
+    zero_init_residual: bool = True,
 ):
     """The paper's ResNet-50 (width x1, x2, x4: 24M, 94M, 375M parameters)."""
     WIDE_RESNET_WIDTH.check(width)
+    small_stem = use_small_stem(image_size, small_stem)
     model = ScaledResNet(Bottleneck, (3, 4, 6, 3), width, small_stem, depthwise, zero_init_residual)
     return model, model.feature_dim
 
 
 @BACKBONES.register("resnet18_slim", "slim_resnet18")
 def slim_resnet18(
-    small_stem: bool, width: float = 0.25, depthwise: bool = False, zero_init_residual: bool = True
+    image_size: int,
+    small_stem: bool | None = None,
+    width: float = 0.25,
+    depthwise: bool = False,
+    zero_init_residual: bool = True,
 ):
     """ResNet-18 with every layer's channels scaled by ``0 < width <= 1`` (CPU-sized)."""
     if not 0 < width <= 1:
         raise ConfigError(f"resnet18_slim width must be in (0, 1], got {width!r}")
+    small_stem = use_small_stem(image_size, small_stem)
     model = ScaledResNet(BasicBlock, (2, 2, 2, 2), width, small_stem, depthwise, zero_init_residual)
     return model, model.feature_dim

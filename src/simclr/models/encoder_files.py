@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from simclr.errors import DataError
-from simclr.models.backbones import build_backbone, describe_backbone, use_small_stem
+from simclr.models.backbones import build_backbone, describe_backbone, resolved
 
 FORMAT = "simclr-encoder/1"
 WEIGHTS_FILE = "encoder.pt"
@@ -39,7 +39,8 @@ class EncoderWeights:
     """An encoder's architecture and weights, wherever they were read from.
 
     ``backbone`` holds :func:`~simclr.models.backbones.build_backbone`'s keyword arguments except
-    ``image_size``, with ``small_stem`` a plain bool (the stem the weights were made for).
+    ``image_size``, as :func:`~simclr.models.backbones.resolved` writes them out (``small_stem``
+    a plain bool: the stem the weights were made for; timm's ``pretrained`` false).
     """
 
     backbone: dict
@@ -86,12 +87,6 @@ def _load(path: Path) -> object:
         ) from None
 
 
-def _resolved(backbone: dict, image_size: int) -> dict:
-    backbone = dict(backbone)
-    backbone["small_stem"] = use_small_stem(image_size, backbone.get("small_stem"))
-    return backbone
-
-
 def read_encoder(path: str | Path) -> EncoderWeights:
     """The encoder in a Lightning checkpoint or an export (see the module docstring)."""
     path = Path(path).expanduser()
@@ -116,7 +111,7 @@ def _read_export(path: Path, description: Path) -> EncoderWeights:
     state = _load(path)
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise DataError(f"{path} is not a state dict of tensors; export it again")
-    return EncoderWeights(_resolved(backbone, image_size), image_size, state, path)
+    return EncoderWeights(resolved(backbone, image_size), image_size, state, path)
 
 
 def _read_checkpoint(path: Path) -> EncoderWeights:
@@ -140,13 +135,21 @@ def _read_checkpoint(path: Path) -> EncoderWeights:
     if not state:
         raise DataError(f"{path} holds no encoder weights (no '{ENCODER_PREFIX}*' entries)")
     image_size = int(hparams["image_size"])
-    return EncoderWeights(_resolved(hparams["backbone"], image_size), image_size, state, path)
+    return EncoderWeights(resolved(hparams["backbone"], image_size), image_size, state, path)
 
 
 def export_encoder(checkpoint: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``encoder.pt`` and ``encoder.json`` for the encoder in ``checkpoint``."""
     weights = read_encoder(checkpoint)
     _, feature_dim = weights.build()  # refuses weights that do not fit their architecture
+    return write_encoder(weights, feature_dim, out_dir)
+
+
+def write_encoder(
+    weights: EncoderWeights, feature_dim: int, out_dir: str | Path
+) -> tuple[Path, Path]:
+    """Write ``encoder.pt`` and ``encoder.json`` for ``weights`` (of an encoder of
+    ``feature_dim`` features) into ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     weights_path, description_path = out_dir / WEIGHTS_FILE, out_dir / DESCRIPTION_FILE

@@ -91,7 +91,9 @@ class SimCLRModule(L.LightningModule):
         # Stages that can recompute their activations; "auto" switches them on in on_fit_start.
         self._checkpointed_stages = []
         if activation_checkpointing is not False:
-            self._checkpointed_stages = recompute.checkpoint_stages(self.encoder)
+            self._checkpointed_stages = recompute.checkpoint_stages(
+                self.encoder, required=activation_checkpointing is True
+            )
             self._set_checkpointing(activation_checkpointing is True)
         if compile_encoder:
             self.encoder.compile()  # in place: parameter names stay those of the encoder
@@ -112,7 +114,7 @@ class SimCLRModule(L.LightningModule):
                 "trainer.sync_batchnorm=true needs GPUs (torch's SyncBatchNorm does not run on "
                 "CPU); set trainer.sync_batchnorm=false for a multi-process CPU run"
             )
-        if self.hparams.activation_checkpointing == "auto":
+        if self.hparams.activation_checkpointing == "auto" and self._checkpointed_stages:
             self._choose_checkpointing()
 
     def _set_checkpointing(self, enabled: bool) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from simclr.models.backbones import BACKBONES, ResNetTrunk
+from simclr.models.backbones import BACKBONES, ResNetTrunk, use_small_stem
 from simclr.rules import Rule, is_number
 
 # Bottleneck blocks per stage, by depth. 50 is kept for the comparison with the official
@@ -200,8 +200,13 @@ def build_resnet_v2(
 
 def _registered(depth: int):
     def build(
-        small_stem: bool, width: int = 1, sk_ratio: float = 0.0, zero_init_residual: bool = True
+        image_size: int,
+        small_stem: bool | None = None,
+        width: int = 1,
+        sk_ratio: float = 0.0,
+        zero_init_residual: bool = True,
     ):
+        small_stem = use_small_stem(image_size, small_stem)
         return build_resnet_v2(depth, small_stem, width, sk_ratio, zero_init_residual)
 
     build.__doc__ = f"SimCLR v2's ResNet-{depth} (width x1/x2/x3, optional selective kernels)."

@@ -1,6 +1,8 @@
 """LARS (You et al., 2017) as SimCLR uses it: SGD with momentum 0.9 whose per-layer step is
-scaled by ``trust_coefficient * ||w|| / ||g + wd * w||``. Biases and BatchNorm parameters
-(every parameter with fewer than 2 dimensions) get neither weight decay nor the adaptation."""
+scaled by ``trust_coefficient * ||w|| / ||g + wd * w||``. Biases and normalisation parameters
+(every parameter with fewer than 2 dimensions), position embeddings and class tokens get
+neither weight decay nor the adaptation (the rule:
+:func:`simclr.optim.optimizers.no_decay_names`)."""
 
 from __future__ import annotations
 

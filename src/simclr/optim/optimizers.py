@@ -1,8 +1,9 @@
 """The optimisers a config can name (``optimizer.name``), one registry, and how a module's
 parameters are grouped and its learning rate scaled:
 
-- LARS (:mod:`simclr.optim.lars`), SGD, AdamW and NAdam, every one with biases and BatchNorm
-  excluded from weight decay (and, for LARS, from the adaptation).
+- LARS (:mod:`simclr.optim.lars`), SGD, AdamW and NAdam, every one with biases, normalisation
+  layers, position embeddings and class tokens excluded from weight decay (and, for LARS, from
+  the adaptation): :func:`no_decay_names`.
 - Learning-rate scaling with the global batch B: ``linear`` (base x B / 256), ``sqrt``
   (base x sqrt(B)) or ``none``.
 - :func:`lightning_optimization`: a LightningModule's ``configure_optimizers`` answer, the
@@ -11,6 +12,7 @@ parameters are grouped and its learning rate scaled:
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from typing import TYPE_CHECKING
 
@@ -34,12 +36,40 @@ OPTIMIZERS.register("adamw")(torch.optim.AdamW)
 OPTIMIZERS.register("nadam")(torch.optim.NAdam)
 
 
+def no_decay_names(model: nn.Module) -> set[str]:
+    """Names (in ``model.named_parameters()``) of the parameters that get neither weight decay
+    nor LARS's adaptation: the one rule for every backbone.
+
+    - every parameter with fewer than 2 dimensions: biases and the scales and shifts of
+      normalisation layers (BatchNorm, LayerNorm, GroupNorm), and timm's LayerScale factors,
+      as SimCLR excludes biases and BatchNorm (and timm's own optimiser factory, 1-D
+      parameters);
+    - the parameters a submodule names in its ``no_weight_decay()`` (timm's convention, names
+      relative to that submodule, ``*`` wildcards allowed): position embeddings and the class,
+      register and distillation tokens of ViTs, Swin's relative position bias tables. They are
+      additive offsets, not weights that scale an input, so shrinking them towards zero has no
+      regularising sense (and their norm says nothing about a step's relative size).
+    """
+    names = {name for name, param in model.named_parameters() if param.ndim < 2}
+    for prefix, module in model.named_modules():
+        declared = getattr(module, "no_weight_decay", None)
+        if not callable(declared):
+            continue
+        patterns = set(declared())
+        for name, _ in module.named_parameters():
+            if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
+                names.add(f"{prefix}.{name}" if prefix else name)
+    return names
+
+
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: weights (decayed, adapted by LARS) and biases/BatchNorm (neither)."""
+    """Two groups: weights (decayed, adapted by LARS) and the parameters of
+    :func:`no_decay_names` (neither)."""
+    excluded_names = no_decay_names(model)
     decayed, excluded = [], []
-    for param in model.parameters():
+    for name, param in model.named_parameters():
         if param.requires_grad:
-            (decayed if param.ndim > 1 else excluded).append(param)
+            (excluded if name in excluded_names else decayed).append(param)
     return [
         {"params": decayed, "weight_decay": weight_decay},
         {"params": excluded, "weight_decay": 0.0, "lars_exclude": True},

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, open_dict
 
 from simclr.data.finetuning import FineTuneDataModule
 from simclr.errors import ConfigError
-from simclr.models.backbones import architecture, describe_backbone, use_small_stem
+from simclr.models.backbones import architecture, describe_backbone, resolved
 from simclr.models.encoder_files import EncoderWeights, load_encoder_weights, read_encoder
 from simclr.models.finetune import FineTuneModule
 from simclr.models.head_layers import FROM_HEAD_LAYER, load_head_layers, read_head
@@ -41,8 +41,7 @@ def resolve_backbone(requested: dict | None, weights: EncoderWeights | None) -> 
             )
         return requested
     if requested is not None:
-        wanted = dict(requested)
-        wanted["small_stem"] = use_small_stem(weights.image_size, wanted.get("small_stem"))
+        wanted = resolved(requested, weights.image_size)
         if architecture(wanted) != architecture(weights.backbone):
             raise ConfigError(
                 f"backbone is {describe_backbone(wanted)}, but {weights.source} holds a "
