@@ -26,7 +26,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from simclr.models.backbones import BACKBONES, ResNetTrunk, use_small_stem
+from simclr.models.backbones import BACKBONES, use_small_stem
+from simclr.models.resnet_blocks import ResNetTrunk
 from simclr.rules import Rule, is_number
 
 # Bottleneck blocks per stage, by depth. 50 is kept for the comparison with the official
