@@ -110,10 +110,17 @@ class SeededViews(Dataset):
     def __getitem__(self, key):
         epoch, index = key if isinstance(key, tuple) else (0, key)
         image, label = self.dataset[index]
-        with torch.random.fork_rng(devices=[]):
-            # The CPU generator only: torch.manual_seed would reseed the CUDA ones too.
-            torch.default_generator.manual_seed(derived_seed(self.seed, epoch, index))
-            return self.transform(image), label
+        return seeded_transform(self.transform, image, self.seed, epoch, index), label
+
+
+def seeded_transform(transform: Callable, image, seed: int, epoch: int, index: int):
+    """``transform(image)`` with its randomness drawn from ``(seed, epoch, index)``: the global
+    torch generator (which torchvision's transforms draw from) is seeded for the one sample
+    and restored after."""
+    with torch.random.fork_rng(devices=[]):
+        # The CPU generator only: torch.manual_seed would reseed the CUDA ones too.
+        torch.default_generator.manual_seed(derived_seed(seed, epoch, index))
+        return transform(image)
 
 
 def rng_states() -> dict:
@@ -138,6 +145,16 @@ def set_rng_states(states: dict) -> None:
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def position(trainer) -> tuple[int, int]:
+    """``(epoch, batches done in it)`` where a checkpoint taken now would resume: the epoch
+    and the optimiser steps applied in it (a checkpoint is taken after a step); at the end of
+    an epoch, the start of the next one."""
+    done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+    if done >= trainer.num_training_batches:
+        return trainer.current_epoch + 1, 0
+    return trainer.current_epoch, done
 
 
 class DataStream:
@@ -168,13 +185,21 @@ class DataStream:
     def state_dict(self, trainer) -> dict:
         state = {"seed": self.seed, "epoch": 0, "batches_done": 0, "rng": rng_states()}
         if trainer is not None:
-            # Optimiser steps applied in this epoch (a checkpoint is taken after a step).
-            done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-            epoch = trainer.current_epoch
-            if done >= trainer.num_training_batches:  # taken at the end of an epoch
-                epoch, done = epoch + 1, 0
+            epoch, done = position(trainer)
             state.update(epoch=epoch, batches_done=done)
         return state
+
+    def trained_batches(self, trainer) -> Callable[[], int | None] | None:
+        """For a stateful loader (streaming shards): a function giving the batches of the
+        current epoch trained on, or None at an epoch's end; None without a trainer."""
+        if trainer is None or not hasattr(trainer, "fit_loop"):
+            return None
+
+        def count() -> int | None:
+            epoch, done = position(trainer)
+            return None if epoch > trainer.current_epoch else done
+
+        return count
 
     def load_state_dict(self, state: dict) -> None:
         if not state:  # a checkpoint written before this was saved
