@@ -147,7 +147,7 @@ class FineTuneDataModule(L.LightningDataModule):
         streams = getattr(train, "training_loader", None)
         if streams is not None:  # shards (data=streaming): litdata's stateful loader
             stream = self.source.stream
-            return streams(
+            loader = streams(
                 self.train_augmentation(),
                 stream.seed,
                 min(max(1, self.batch_size // world_size(self.trainer)), len(indices)),
@@ -155,6 +155,7 @@ class FineTuneDataModule(L.LightningDataModule):
                 stream.trained_batches(self.trainer),
                 indices=None if len(indices) == len(train) else indices.tolist(),
             )
+            return stream.attach(loader)
         dataset = self.train_dataset()
         batch_size = min(max(1, self.batch_size // world_size(self.trainer)), len(dataset))
         sampler = self.source.stream.sampler(len(dataset), batch_size, self.trainer)

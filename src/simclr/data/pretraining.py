@@ -169,13 +169,14 @@ class SimCLRDataModule(L.LightningDataModule):
                     "data.augment_on_device=true: streamed images have different sizes, so "
                     "their views are drawn per image in the workers; set it to false"
                 )
-            return streams(
+            loader = streams(
                 self.pretrain_transform(),
                 self.stream.seed,
                 batch_size,
                 self.loader_settings.stream_options("pretrain", self.trainer),
                 self.stream.trained_batches(self.trainer),
             )
+            return self.stream.attach(loader)
         # On-device augmentation: the loader only stacks uint8 images; the views are drawn
         # after the batch reached the accelerator (on_after_batch_transfer).
         transform = v2.ToImage() if self.views_on_device() else self.pretrain_transform()

@@ -168,6 +168,9 @@ class DataStream:
     def __init__(self, seed: int | None):
         self.seed = random_base_seed() if seed is None else int(seed)
         self.resume: dict | None = None
+        # A stateful training loader (streaming shards), and its state from the checkpoint.
+        self.loader = None
+        self.loader_state: dict | None = None
 
     def sampler(self, size: int, batch_size: int, trainer=None) -> EpochShuffle:
         """The training sampler; after a resume, positioned where the checkpoint was taken (a
@@ -187,7 +190,20 @@ class DataStream:
         if trainer is not None:
             epoch, done = position(trainer)
             state.update(epoch=epoch, batches_done=done)
+        if self.loader is not None:
+            state["loader"] = self.loader.state_dict()
         return state
+
+    def attach(self, loader):
+        """Keep a stateful training loader's state (streaming shards: litdata's position in the
+        epoch) in the checkpoint beside the seed, and give it the state of the checkpoint being
+        resumed: once, to the first such loader (Lightning makes it once, before restoring
+        its loops, so its own restore of stateful loaders does not reach it)."""
+        self.loader = loader
+        pending, self.loader_state = self.loader_state, None
+        if pending is not None:
+            loader.load_state_dict(pending)
+        return loader
 
     def trained_batches(self, trainer) -> Callable[[], int | None] | None:
         """For a stateful loader (streaming shards): a function giving the batches of the
@@ -206,4 +222,5 @@ class DataStream:
             return
         self.seed = state["seed"]
         self.resume = state
+        self.loader_state = state.get("loader")
         set_rng_states(state["rng"])

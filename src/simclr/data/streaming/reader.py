@@ -9,11 +9,12 @@ into Lightning's checkpoints.
   a rank, reads only its chunks. The random views of image ``i`` in epoch ``e`` are drawn
   from ``(seed, e, i)`` (:func:`~simclr.data.resumable.seeded_transform`), as for every
   other data set, so a resumed epoch draws the views the uninterrupted one would have.
-- :class:`ResumableStreamingLoader`: litdata's ``StreamingDataLoader``, a stateful loader:
-  Lightning saves its ``state_dict`` in every checkpoint (``loops.fit_loop.state_dict.
-  combined_loader``) and gives it back on resume, and litdata then serves the rest of the
-  epoch. Lightning fetches a batch ahead of the one it trains on, so the loader's own count
-  runs ahead of the checkpoint; the state it saves is rewound to the batches trained on.
+- :class:`ResumableStreamingLoader`: litdata's ``StreamingDataLoader``, a stateful loader.
+  The DataModule's ``state_dict`` keeps its state in every checkpoint, beside the seed
+  (:meth:`~simclr.data.resumable.DataStream.attach`), and gives it back to the loader of the
+  resumed run, which litdata then starts where the checkpoint was taken. Lightning fetches a
+  batch ahead of the one it trains on, so the loader's own count runs ahead of the
+  checkpoint; the state it saves is rewound to the batches trained on.
 """
 
 from __future__ import annotations
@@ -135,6 +136,23 @@ class ResumableStreamingLoader(StreamingDataLoader):
     def __init__(self, dataset, trained_batches: Callable[[], int | None] | None, **kwargs):
         super().__init__(dataset, **kwargs)
         self.trained_batches = trained_batches
+
+    def __iter__(self):
+        for number, batch in enumerate(super().__iter__()):
+            if number == 0:
+                # litdata replays the loaded position in every iteration until one runs to its
+                # end; Lightning stops a resumed epoch at its batch count, before the end, so
+                # the next epoch would replay it: once the resumed epoch is being read, the
+                # next iteration is a new epoch.
+                self.restore = False
+            yield batch
+
+    def load_state_dict(self, state: dict) -> None:
+        # litdata advances its worker cycle by the saved position; a fresh cycle makes a
+        # second load of the same state (Lightning's own restore of stateful loaders, where
+        # it reaches the loader) land on the same worker.
+        self._worker_idx = None
+        super().load_state_dict(state)
 
     def state_dict(self) -> dict:
         state = copy.deepcopy(super().state_dict())
