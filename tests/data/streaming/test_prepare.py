@@ -15,6 +15,7 @@ from shard_files import NUM_TRAIN, write_photo_folder
 
 from conftest import ROOT
 from simclr.data.prepare import main, prepare
+from simclr.data.sources import load_dataset
 from simclr.data.streaming import require_litdata
 from simclr.data.streaming.manifest import MANIFEST_NAME
 from simclr.data.streaming.writer import read_back
@@ -77,6 +78,11 @@ def test_an_unreadable_image_is_named_and_the_shards_stay_unfinished(tmp_path):
         prepare(str(tmp_path / "photos"), str(tmp_path / "shards"), progress=False)
     manifest = json.loads((tmp_path / "shards" / MANIFEST_NAME).read_text())
     assert not manifest["complete"]
+    # data=streaming refuses unfinished shards, and a folder without shards, saying what to run.
+    with pytest.raises(DataError, match=r"not finished.*rerun python -m simclr\.data\.prepare"):
+        load_dataset("streaming", str(tmp_path / "shards"), 32)
+    with pytest.raises(DataError, match=r"no prepared shards.*python -m simclr\.data\.prepare"):
+        load_dataset("streaming", str(tmp_path / "photos"), 32)
 
 
 # Started in its own process group, so that the kill reaches litdata's workers too; every
