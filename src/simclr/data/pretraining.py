@@ -162,6 +162,11 @@ class SimCLRDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         images = self.pretrain_dataset()
         batch_size = self.per_device_batch_size()
+        if len(images) < batch_size:
+            raise ConfigError(
+                f"data.batch_size={self.batch_size} gives {batch_size} images per device, more "
+                f"than the {len(images)} training images of {self.name!r}; lower data.batch_size"
+            )
         streams = getattr(images, "training_loader", None)
         if streams is not None:  # shards (data=streaming): litdata's stateful loader
             if self.views_on_device():
@@ -181,11 +186,6 @@ class SimCLRDataModule(L.LightningDataModule):
         # after the batch reached the accelerator (on_after_batch_transfer).
         transform = v2.ToImage() if self.views_on_device() else self.pretrain_transform()
         dataset = SeededViews(images, transform, self.stream.seed)
-        if len(dataset) < batch_size:
-            raise ConfigError(
-                f"data.batch_size={self.batch_size} gives {batch_size} images per device, more "
-                f"than the {len(dataset)} training images of {self.name!r}; lower data.batch_size"
-            )
         sampler = self.stream.sampler(len(dataset), batch_size, self.trainer)
         return make_loader(
             dataset, batch_size, "pretrain", self.loader_settings, self.trainer, sampler
