@@ -203,3 +203,30 @@ def test_a_resumed_run_trains_on_exactly_the_unseen_rest_of_the_epoch(
     last = weights(tmp_path / "whole" / "checkpoints" / "last.ckpt")
     resumed = weights(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
     assert all(torch.equal(last[k], resumed[k]) for k in last)
+
+
+@pytest.mark.slow
+def test_a_resumed_finetuning_on_shards_ends_with_the_uninterrupted_weights(
+    shards, tmp_path, monkeypatch
+):
+    # 3 epochs of 3 batches of 8; stopped after step 4, in the middle of epoch 1.
+    overrides = [
+        *STREAMING,
+        f"data.root={shards}",
+        "data.batch_size=8",
+        "pretrained_ckpt=null",
+        "trainer.max_epochs=3",
+    ]
+    finetune(compose_config(overrides, tmp_path / "whole", "finetune"))
+    stop_after_step(monkeypatch, 4)
+    with pytest.raises(Preempted):
+        finetune(compose_config(overrides, tmp_path / "stopped", "finetune"))
+    checkpoint = tmp_path / "stopped" / "checkpoints" / "last.ckpt"
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    assert saved["FineTuneDataModule"]["loader"]["num_samples_yielded"] == 8
+    stop_after_step(monkeypatch, -1)
+    resumed = [*overrides, f"ckpt_path={checkpoint}"]
+    finetune(compose_config(resumed, tmp_path / "resumed", "finetune"))
+    last = weights(tmp_path / "whole" / "checkpoints" / "last.ckpt")
+    again = weights(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    assert all(torch.equal(last[k], again[k]) for k in last)
