@@ -14,7 +14,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from shard_files import NUM_TRAIN, write_photo_folder
 
-from conftest import ROOT, compose_config, run_script
+from conftest import ROOT, compose_config, finish, run_script, start_python
 from simclr.callbacks.preemption import Preempted, PreemptionHandler
 from simclr.data.prepare import prepare
 from simclr.models import SimCLRModule
@@ -72,11 +72,8 @@ def test_pretraining_and_finetuning_run_on_shards(shards, tmp_path):
 def test_train_py_prepares_and_pretrains_on_shards(tmp_path):
     """The commands a user types: the prepare module, then train.py (two subprocesses)."""
     write_photo_folder(tmp_path / "photos")
-    prepared = run_script(
-        "src/simclr/data/prepare.py",
-        [str(tmp_path / "photos"), str(tmp_path / "shards"), "--max-side", "48"],
-        cwd=tmp_path,
-    )
+    command = ["-m", "simclr.data.prepare", str(tmp_path / "photos"), str(tmp_path / "shards")]
+    prepared = finish(start_python([*command, "--max-side", "48"], tmp_path))
     assert prepared.returncode == 0, prepared.stderr[-3000:]
     assert "shards complete" in prepared.stdout
     args = [*STREAMING, f"data.root={tmp_path / 'shards'}", "trainer.fast_dev_run=true"]
