@@ -125,8 +125,9 @@ class ShardViews(StreamingDataset):
 
 
 class ResumableStreamingLoader(StreamingDataLoader):
-    """litdata's loader, whose ``state_dict`` (saved by Lightning in every checkpoint) counts
-    the batches trained on, not those fetched.
+    """litdata's loader, whose ``state_dict`` (kept in every checkpoint by the DataModule's
+    state, and by Lightning's own for stateful loaders) counts the batches trained on, not
+    those fetched.
 
     ``trained_batches()`` gives the batches of the current epoch trained on, or None at an
     epoch's end (the saved state then starts the next epoch afresh); without it (no trainer)
