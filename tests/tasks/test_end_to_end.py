@@ -131,6 +131,17 @@ def imagenet(root: Path) -> DataCase:
     return DataCase(on_disk("imagenet", root, "null", "data.options.val_fraction=0.2"), 2, 10)
 
 
+def streaming(root: Path) -> DataCase:
+    # The split layout's folder written into shards first (python -m simclr.data.prepare's
+    # function): 16 training images, 2 validation, 2 test, as the folder loader splits them.
+    pytest.importorskip("litdata")
+    from simclr.data.prepare import prepare
+
+    write_image_folder(root / "photos", per_class=10)
+    prepare(str(root / "photos"), str(root / "shards"), progress=False)
+    return DataCase(["data=streaming", f"data.root={root / 'shards'}", "data.num_workers=1"], 2, 16)
+
+
 CASES = {
     "digits": digits,
     "fake": fake,
@@ -140,6 +151,7 @@ CASES = {
     "imagefolder-split": imagefolder_split,
     "imagefolder-train-val": imagefolder_train_val,
     "imagenet": imagenet,
+    "streaming": streaming,
 }
 
 

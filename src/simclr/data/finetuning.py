@@ -116,10 +116,10 @@ class FineTuneDataModule(L.LightningDataModule):
                 self._train_indices = balanced_subset(labels, self.label_fraction, self.label_seed)
         return self._train_indices
 
-    def train_dataset(self) -> Dataset:
-        indices = self.train_indices  # before reading the split, which a label subset changes
+    def train_augmentation(self):
+        """The paper's linear-evaluation augmentation: random resized crops and flips."""
         source = self.source
-        augment = simclr_augmentation(
+        return simclr_augmentation(
             source.image_size,
             source.mean,
             source.std,
@@ -128,8 +128,11 @@ class FineTuneDataModule(L.LightningDataModule):
             crop_scale=self.crop_scale,
             flip_prob=self.flip_prob,
         )
-        train = Subset(source.load_splits().train, indices.tolist())
-        return SeededViews(train, augment, source.stream.seed)
+
+    def train_dataset(self) -> Dataset:
+        indices = self.train_indices  # before reading the split, which a label subset changes
+        train = Subset(self.source.load_splits().train, indices.tolist())
+        return SeededViews(train, self.train_augmentation(), self.source.stream.seed)
 
     def setup(self, stage: str | None = None) -> None:
         # The source makes the val and test loaders: its worker count and pinning must follow
@@ -139,6 +142,20 @@ class FineTuneDataModule(L.LightningDataModule):
         self.train_indices  # noqa: B018 (a label subset settles the val split before its loader)
 
     def train_dataloader(self) -> DataLoader:
+        indices = self.train_indices
+        train = self.source.load_splits().train
+        streams = getattr(train, "training_loader", None)
+        if streams is not None:  # shards (data=streaming): litdata's stateful loader
+            stream = self.source.stream
+            loader = streams(
+                self.train_augmentation(),
+                stream.seed,
+                min(max(1, self.batch_size // world_size(self.trainer)), len(indices)),
+                self.source.loader_settings.stream_options("train", self.trainer),
+                stream.trained_batches(self.trainer),
+                indices=None if len(indices) == len(train) else indices.tolist(),
+            )
+            return stream.attach(loader)
         dataset = self.train_dataset()
         batch_size = min(max(1, self.batch_size // world_size(self.trainer)), len(dataset))
         sampler = self.source.stream.sampler(len(dataset), batch_size, self.trainer)

@@ -66,6 +66,19 @@ class LoaderSettings:
             return isinstance(trainer.accelerator, CUDAAccelerator)
         return torch.cuda.is_available()
 
+    def stream_options(self, role: str, trainer: L.Trainer | None) -> dict:
+        """The settings of a streaming training loader (shards: litdata's loader). Its
+        ``drop_last`` (litdata's) leaves out the images of an epoch that would not fill a batch
+        on every rank and worker: fine-tuning always (no batch of one image for BatchNorm),
+        pre-training where ``drop_last`` says so."""
+        workers = self.worker_count(trainer)
+        return {
+            "num_workers": workers,
+            "pin_memory": self.pins_memory(trainer),
+            "prefetch_factor": self.prefetch_factor,
+            "drop_last": role != "pretrain" or self.drop_last,
+        }
+
 
 # What a loader is for: pre-training's views, fine-tuning's training images, or evaluation.
 LoaderRole = Literal["pretrain", "train", "eval"]

@@ -160,16 +160,32 @@ class SimCLRDataModule(L.LightningDataModule):
         return evaluation_transform(self.image_size, self.mean, self.std, fraction)
 
     def train_dataloader(self) -> DataLoader:
+        images = self.pretrain_dataset()
+        batch_size = self.per_device_batch_size()
+        if len(images) < batch_size:
+            raise ConfigError(
+                f"data.batch_size={self.batch_size} gives {batch_size} images per device, more "
+                f"than the {len(images)} training images of {self.name!r}; lower data.batch_size"
+            )
+        streams = getattr(images, "training_loader", None)
+        if streams is not None:  # shards (data=streaming): litdata's stateful loader
+            if self.views_on_device():
+                raise ConfigError(
+                    "data.augment_on_device=true: streamed images have different sizes, so "
+                    "their views are drawn per image in the workers; set it to false"
+                )
+            loader = streams(
+                self.pretrain_transform(),
+                self.stream.seed,
+                batch_size,
+                self.loader_settings.stream_options("pretrain", self.trainer),
+                self.stream.trained_batches(self.trainer),
+            )
+            return self.stream.attach(loader)
         # On-device augmentation: the loader only stacks uint8 images; the views are drawn
         # after the batch reached the accelerator (on_after_batch_transfer).
         transform = v2.ToImage() if self.views_on_device() else self.pretrain_transform()
-        dataset = SeededViews(self.pretrain_dataset(), transform, self.stream.seed)
-        batch_size = self.per_device_batch_size()
-        if len(dataset) < batch_size:
-            raise ConfigError(
-                f"data.batch_size={self.batch_size} gives {batch_size} images per device, more "
-                f"than the {len(dataset)} training images of {self.name!r}; lower data.batch_size"
-            )
+        dataset = SeededViews(images, transform, self.stream.seed)
         sampler = self.stream.sampler(len(dataset), batch_size, self.trainer)
         return make_loader(
             dataset, batch_size, "pretrain", self.loader_settings, self.trainer, sampler

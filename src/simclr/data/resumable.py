@@ -110,10 +110,17 @@ class SeededViews(Dataset):
     def __getitem__(self, key):
         epoch, index = key if isinstance(key, tuple) else (0, key)
         image, label = self.dataset[index]
-        with torch.random.fork_rng(devices=[]):
-            # The CPU generator only: torch.manual_seed would reseed the CUDA ones too.
-            torch.default_generator.manual_seed(derived_seed(self.seed, epoch, index))
-            return self.transform(image), label
+        return seeded_transform(self.transform, image, self.seed, epoch, index), label
+
+
+def seeded_transform(transform: Callable, image, seed: int, epoch: int, index: int):
+    """``transform(image)`` with its randomness drawn from ``(seed, epoch, index)``: the global
+    torch generator (which torchvision's transforms draw from) is seeded for the one sample
+    and restored after."""
+    with torch.random.fork_rng(devices=[]):
+        # The CPU generator only: torch.manual_seed would reseed the CUDA ones too.
+        torch.default_generator.manual_seed(derived_seed(seed, epoch, index))
+        return transform(image)
 
 
 def rng_states() -> dict:
@@ -140,6 +147,16 @@ def set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def position(trainer) -> tuple[int, int]:
+    """``(epoch, batches done in it)`` where a checkpoint taken now would resume: the epoch
+    and the optimiser steps applied in it (a checkpoint is taken after a step); at the end of
+    an epoch, the start of the next one."""
+    done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+    if done >= trainer.num_training_batches:
+        return trainer.current_epoch + 1, 0
+    return trainer.current_epoch, done
+
+
 class DataStream:
     """The seed and the position of a DataModule's training data, which its ``state_dict``
     saves in every checkpoint (with the main process's random states) and its
@@ -151,6 +168,9 @@ class DataStream:
     def __init__(self, seed: int | None):
         self.seed = random_base_seed() if seed is None else int(seed)
         self.resume: dict | None = None
+        # A stateful training loader (streaming shards), and its state from the checkpoint.
+        self.loader = None
+        self.loader_state: dict | None = None
 
     def sampler(self, size: int, batch_size: int, trainer=None) -> EpochShuffle:
         """The training sampler; after a resume, positioned where the checkpoint was taken (a
@@ -168,17 +188,39 @@ class DataStream:
     def state_dict(self, trainer) -> dict:
         state = {"seed": self.seed, "epoch": 0, "batches_done": 0, "rng": rng_states()}
         if trainer is not None:
-            # Optimiser steps applied in this epoch (a checkpoint is taken after a step).
-            done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-            epoch = trainer.current_epoch
-            if done >= trainer.num_training_batches:  # taken at the end of an epoch
-                epoch, done = epoch + 1, 0
+            epoch, done = position(trainer)
             state.update(epoch=epoch, batches_done=done)
+        if self.loader is not None:
+            state["loader"] = self.loader.state_dict()
         return state
+
+    def attach(self, loader):
+        """Keep a stateful training loader's state (streaming shards: litdata's position in the
+        epoch) in the checkpoint beside the seed, and give it the state of the checkpoint being
+        resumed: once, to the first such loader (Lightning makes it once, before restoring
+        its loops, so its own restore of stateful loaders does not reach it)."""
+        self.loader = loader
+        pending, self.loader_state = self.loader_state, None
+        if pending is not None:
+            loader.load_state_dict(pending)
+        return loader
+
+    def trained_batches(self, trainer) -> Callable[[], int | None] | None:
+        """For a stateful loader (streaming shards): a function giving the batches of the
+        current epoch trained on, or None at an epoch's end; None without a trainer."""
+        if trainer is None or not hasattr(trainer, "fit_loop"):
+            return None
+
+        def count() -> int | None:
+            epoch, done = position(trainer)
+            return None if epoch > trainer.current_epoch else done
+
+        return count
 
     def load_state_dict(self, state: dict) -> None:
         if not state:  # a checkpoint written before this was saved
             return
         self.seed = state["seed"]
         self.resume = state
+        self.loader_state = state.get("loader")
         set_rng_states(state["rng"])

@@ -1,7 +1,7 @@
 """Where images come from: every data set a config can name (``data.name``), each loader
 registered in :data:`DATASETS` by its module below."""
 
-from simclr.data.sources import image_folders, imagenet, synthetic, torchvision_sets
+from simclr.data.sources import image_folders, imagenet, streaming, synthetic, torchvision_sets
 from simclr.data.sources.catalogue import DATASETS, load_dataset, loader_options
 from simclr.data.sources.image_folders import load_image_folder, scan_class_folders
 from simclr.data.sources.imagenet import load_imagenet
@@ -22,6 +22,7 @@ __all__ = [
     "load_stl10",
     "loader_options",
     "scan_class_folders",
+    "streaming",
     "synthetic",
     "torchvision_sets",
 ]
