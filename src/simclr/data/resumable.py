@@ -96,10 +96,13 @@ class SeededViews(Dataset):
 
     torchvision's transforms draw from the global torch generator: it is seeded for the one
     sample and restored after, so the caller's stream (the main process's, with
-    ``num_workers=0``) is left as it was.
+    ``num_workers=0``) is left as it was. The sample is read under the same seed, so a data
+    set that draws while reading (crop boxes drawn before decoding,
+    :mod:`simclr.data.augment.crop_first`) is seeded too; ``transform=None`` then leaves its
+    items as they are.
     """
 
-    def __init__(self, dataset: Dataset, transform: Callable, seed: int):
+    def __init__(self, dataset: Dataset, transform: Callable | None, seed: int):
         self.dataset = dataset
         self.transform = transform
         self.seed = seed
@@ -109,11 +112,11 @@ class SeededViews(Dataset):
 
     def __getitem__(self, key):
         epoch, index = key if isinstance(key, tuple) else (0, key)
-        image, label = self.dataset[index]
         with torch.random.fork_rng(devices=[]):
             # The CPU generator only: torch.manual_seed would reseed the CUDA ones too.
             torch.default_generator.manual_seed(derived_seed(self.seed, epoch, index))
-            return self.transform(image), label
+            image, label = self.dataset[index]
+            return (image if self.transform is None else self.transform(image)), label
 
 
 def rng_states() -> dict:
