@@ -1,6 +1,7 @@
 """Data benchmark: pre-training views per second per CPU core from a folder of JPEG photographs.
 
-    python bench/data.py [--images 160] [--rounds 3] [--cuda]      # make bench-data
+    python bench/data.py [--images 160] [--rounds 3]      # make bench-data
+    python bench/data.py --cuda                            # bench/gpu.sh, on a CUDA machine
 
 It writes (once, cached under the system's temp folder) a folder of JPEG files of ImageNet-like
 sizes (sides 300 to 640 px, quality 90): random crops and rescales of the real photographs that
@@ -20,12 +21,16 @@ so that other load on the machine hits every pipeline alike, and prints ``name: 
   (batches of 64), and ``..._crop_first_cpu_only``: worker and batched stage together, both
   on the CPU (what a CPU-only run pays per view).
 - ``..._device_decode_workers``: ``data.pipeline=device_decode``'s worker only (read the bytes,
-  the header, draw the boxes); the decoding happens on the GPU (``--cuda`` times it there:
-  ``device_decode_views_per_s_{S}px_gpu``).
+  the header, draw the boxes); the decoding happens on the GPU.
 - ``..._vs_per_image``: each figure over today's, from the same run.
 - ``decode_ms_*``: one image's decode, per decoder (the choice behind crop_first): PIL whole,
   PIL with ``draft`` at the scale the two views' boxes allow, simplejpeg whole and at that
   scale, torchvision's ``decode_jpeg`` (whole; it has no DCT scaling).
+
+``--cuda`` (on a CUDA machine, instead of the above): ``device_decode_views_per_s_{S}px_gpu``,
+the device side of ``device_decode`` (nvJPEG decoding of a batch, crops, colour stage), and
+``folder_resnet50_224px_images_per_s_<pipeline>``: pre-training steps through the real Trainer
+on the folder (``data=imagefolder``, bf16, channels-last, the machine's workers), per pipeline.
 """
 
 from __future__ import annotations
@@ -84,9 +89,9 @@ def photographs() -> list[np.ndarray]:
 def write_folder(folder: Path, count: int, seed: int = 0) -> list[str]:
     """``count`` JPEGs (quality 90) of ImageNet-like sizes from random crops of the photos:
     aspect ratio in [3/4, 4/3], long side uniform in [400, 640] px (so both sides 300-640)."""
-    done = folder / f"done-{count}"
+    done, photos_dir = folder / f"done-{count}", folder / "photos"  # one class folder
     if not done.exists():
-        folder.mkdir(parents=True, exist_ok=True)
+        photos_dir.mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng(seed)
         photos = photographs()
         for i in range(count):
@@ -101,9 +106,10 @@ def write_folder(folder: Path, count: int, seed: int = 0) -> list[str]:
             long_side = rng.uniform(400, 640)
             factor = long_side / max(crop_w, crop_h)
             size = (max(300, round(crop_w * factor)), max(300, round(crop_h * factor)))
-            image.resize(size, Image.Resampling.BICUBIC).save(folder / f"{i:05d}.JPEG", quality=90)
+            image = image.resize(size, Image.Resampling.BICUBIC)
+            image.save(photos_dir / f"{i:05d}.JPEG", quality=90)
         done.write_text("ok")
-    return sorted(str(p) for p in folder.glob("*.JPEG"))[:count]
+    return sorted(str(p) for p in photos_dir.glob("*.JPEG"))[:count]
 
 
 def views_per_second(read, count: int) -> float:
@@ -214,22 +220,56 @@ def gpu_figures(paths: list[str], size: int, batch: int = 128, repeats: int = 5)
     return {f"device_decode_views_per_s_{size}px_gpu": VIEWS * batch / statistics.median(times)}
 
 
+def training_figures(folder: Path, steps: int = 20, warmup: int = 5) -> dict:
+    """Pre-training images/s of ResNet-50 at 224 px on the folder, per pipeline, through the
+    real Trainer on the GPU (bench/gpu.py's measure)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from gpu import measure
+
+    results = {}
+    for pipeline in ("device_decode", "crop_first", "per_image"):
+        overrides = [
+            "data=imagefolder",
+            f"data.root={folder}",
+            f"data.pipeline={pipeline}",
+            "data.image_size=224",
+            "data.batch_size=128",
+            "backbone=resnet50",
+            "trainer.accelerator=gpu",
+            "trainer.precision=bf16-mixed",
+            "model.channels_last=true",
+            f"trainer.max_steps={steps + warmup + 2}",
+            "trainer.max_epochs=-1",
+            "trainer.limit_val_batches=0",
+        ]
+        figures = measure(overrides, steps + warmup + 2, warmup)
+        results[f"folder_resnet50_224px_images_per_s_{pipeline}"] = figures["images_per_s"]
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=160, help="JPEG files in the folder")
     parser.add_argument("--rounds", type=int, default=3, help="timed passes per pipeline")
     parser.add_argument("--sizes", type=int, nargs="+", default=[224, 96])
-    parser.add_argument("--cuda", action="store_true", help="also time device_decode on CUDA")
+    parser.add_argument("--cuda", action="store_true", help="the CUDA figures instead")
     parser.add_argument("--folder", type=Path, default=None, help="where to cache the JPEGs")
     args = parser.parse_args()
 
     folder = args.folder or Path(tempfile.gettempdir()) / f"simclr-bench-data-{FOLDER_VERSION}"
     paths = write_folder(folder, args.images)
+    sizes = [Image.open(p).size for p in paths]
+    print(f"folder: {folder} ({len(paths)} JPEGs, mean {np.mean(sizes, axis=0).round()} px)")
+    if args.cuda:
+        for size in args.sizes:
+            for name, value in gpu_figures(paths, size).items():
+                print(f"{name}: {value:.1f}", flush=True)
+        for name, value in training_figures(folder).items():
+            print(f"{name}: {value:.1f}", flush=True)
+        return
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     torch.set_num_threads(1)
-    sizes = [Image.open(p).size for p in paths]
-    print(f"folder: {folder} ({len(paths)} JPEGs, mean {np.mean(sizes, axis=0).round()} px)")
     print(f"cpu_load_average_1min: {os.getloadavg()[0]:.2f}")
     print(f"cpu_cores_on_machine: {os.cpu_count()}")
 
