@@ -112,12 +112,10 @@ def write_folder(folder: Path, count: int, seed: int = 0) -> list[str]:
     return sorted(str(p) for p in photos_dir.glob("*.JPEG"))[:count]
 
 
-def views_per_second(read, count: int) -> float:
-    """Views per second of ``read(i)`` (VIEWS views of image i) over ``count`` images."""
+def seconds(run) -> float:
     start = time.perf_counter()
-    for i in range(count):
-        read(i)
-    return VIEWS * count / (time.perf_counter() - start)
+    run()
+    return time.perf_counter() - start
 
 
 def pipelines(paths: list[str], size: int) -> dict:
@@ -139,22 +137,22 @@ def pipelines(paths: list[str], size: int) -> dict:
     }
 
 
-def batch_stage_views_per_second(size: int, batch: int = 64, repeats: int = 3) -> float:
-    """crop_first's batched stage (colour, grayscale, blur, normalise) on this CPU core."""
+def batch_stage(size: int, batch: int = 64, batches: int = 4):
+    """crop_first's batched stage (colour, grayscale, blur, normalise) on ``batches`` batches
+    of uint8 views: a pass to time, and its number of views."""
     augment = BatchAugmentation(size, MEAN, STD, **AUGMENT)
     views = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8)
-    augment(views, cropped=True)  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        augment(views, cropped=True)
-        times.append(time.perf_counter() - start)
-    return batch / statistics.median(times)
+
+    def run():
+        for _ in range(batches):
+            augment(views, cropped=True)
+
+    return run, batch * batches
 
 
-def decode_milliseconds(paths: list[str], size: int) -> dict[str, float]:
-    """Mean decode time of one image per decoder; the scaled ones at the DCT scale that the
-    two views' boxes of a crop_first draw allow."""
+def decoders(paths: list[str], size: int) -> tuple[dict, float]:
+    """name -> a pass decoding every file with that decoder; the scaled ones at the DCT scale
+    that the two views' boxes of a crop_first draw allow (whose mean is returned too)."""
     import simplejpeg
     from torchvision.io import decode_jpeg
 
@@ -166,33 +164,29 @@ def decode_milliseconds(paths: list[str], size: int) -> dict[str, float]:
             boxes, _ = draw_boxes(image, VIEWS, (0.08, 1.0), (3 / 4, 4 / 3), 0.5)
             scales.append((dct_scale(boxes, size), image.size))
 
-    def pil(item, scale, dims):
-        with Image.open(io.BytesIO(item)) as image:
-            if scale > 1:
-                image.draft("RGB", (dims[0] // scale, dims[1] // scale))
-            return image.convert("RGB")
+    def pil(scaled: bool):
+        for item, (scale, (width, height)) in zip(data, scales, strict=True):
+            with Image.open(io.BytesIO(item)) as image:
+                if scaled and scale > 1:
+                    image.draft("RGB", (width // scale, height // scale))
+                image.convert("RGB")
 
-    def sj(item, scale, dims):
-        return simplejpeg.decode_jpeg(item, min_factor=scale)
+    def sj(scaled: bool):
+        for item, (scale, _) in zip(data, scales, strict=True):
+            simplejpeg.decode_jpeg(item, min_factor=scale if scaled else 1)
 
-    def tv(item, scale, dims):
-        return decode_jpeg(torch.frombuffer(bytearray(item), dtype=torch.uint8))
+    def tv():
+        for item in data:
+            decode_jpeg(torch.frombuffer(bytearray(item), dtype=torch.uint8))
 
-    decoders = {
-        "pil_whole": lambda item, s, d: pil(item, 1, d),
-        f"pil_draft_{size}px": pil,
-        "simplejpeg_whole": lambda item, s, d: sj(item, 1, d),
-        f"simplejpeg_scaled_{size}px": sj,
+    passes = {
+        "pil_whole": lambda: pil(False),
+        f"pil_draft_{size}px": lambda: pil(True),
+        "simplejpeg_whole": lambda: sj(False),
+        f"simplejpeg_scaled_{size}px": lambda: sj(True),
         "torchvision_whole": tv,
     }
-    results = {}
-    for name, decode in decoders.items():
-        start = time.perf_counter()
-        for item, (scale, dims) in zip(data, scales, strict=True):
-            decode(item, scale, dims)
-        results[f"decode_ms_{name}"] = 1000 * (time.perf_counter() - start) / len(data)
-    results[f"dct_scale_mean_{size}px"] = statistics.mean(s for s, _ in scales)
-    return results
+    return passes, statistics.mean(s for s, _ in scales)
 
 
 def gpu_figures(paths: list[str], size: int, batch: int = 128, repeats: int = 5) -> dict:
@@ -274,31 +268,35 @@ def main() -> None:
     print(f"cpu_cores_on_machine: {os.cpu_count()}")
 
     for size in args.sizes:
-        reads = pipelines(paths, size)
-        for read in reads.values():  # warm-up: imports, caches
-            read(0)
-        rounds: dict[str, list[float]] = {name: [] for name in reads}
+        # name -> (a timed pass, views it makes); rounds interleaved, the median kept.
+        count = len(paths)
+        work = {
+            name: ((lambda read=read, n=count: [read(i) for i in range(n)]), VIEWS * count)
+            for name, read in pipelines(paths, size).items()
+        }
+        work["batch_stage_cpu"] = batch_stage(size)
+        decode_passes, mean_scale = decoders(paths, size)
+        work.update({f"decode_{name}": (run, count) for name, run in decode_passes.items()})
+        for run, _ in work.values():  # warm-up: imports, caches
+            run()
+        rounds: dict[str, list[float]] = {name: [] for name in work}
         for _ in range(args.rounds):
-            for name, read in reads.items():
-                rounds[name].append(views_per_second(read, len(paths)))
-        rates = {name: statistics.median(values) for name, values in rounds.items()}
-        rates["batch_stage_cpu"] = batch_stage_views_per_second(size)
+            for name, (run, _) in work.items():
+                rounds[name].append(seconds(run))
+        rates = {name: work[name][1] / statistics.median(t) for name, t in rounds.items()}
         rates["crop_first_cpu_only"] = 1 / (1 / rates["crop_first"] + 1 / rates["batch_stage_cpu"])
         today = rates["per_image"]
         for name, rate in rates.items():
-            if name == "batch_stage_cpu":
+            if name.startswith("decode_"):
+                print(f"{name.replace('decode_', 'decode_ms_', 1)}: {1000 / rate:.3f}")
+            elif name == "batch_stage_cpu":
                 print(f"batch_stage_cpu_views_per_s_per_core_{size}px: {rate:.1f}")
-                continue
-            print(f"folder_views_per_s_per_core_{size}px_{name}: {rate:.1f}")
-            if name != "per_image":
-                print(
-                    f"folder_views_per_s_per_core_{size}px_{name}_vs_per_image: {rate / today:.2f}"
-                )
-        for name, value in decode_milliseconds(paths, size).items():
-            print(f"{name}: {value:.3f}")
-        if args.cuda:
-            for name, value in gpu_figures(paths, size).items():
-                print(f"{name}: {value:.1f}")
+            else:
+                print(f"folder_views_per_s_per_core_{size}px_{name}: {rate:.1f}")
+                if name != "per_image":
+                    ratio = rate / today
+                    print(f"folder_views_per_s_per_core_{size}px_{name}_vs_per_image: {ratio:.2f}")
+        print(f"dct_scale_mean_{size}px: {mean_scale:.2f}")
 
 
 if __name__ == "__main__":
