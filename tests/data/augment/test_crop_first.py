@@ -130,12 +130,21 @@ def test_bytes_and_paths_give_the_same_views(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(from_path, from_bytes, strict=True))
 
 
-def test_other_formats_and_modes_are_cropped_too(tmp_path):
-    for mode in ("L", "RGBA", "P"):
-        path = tmp_path / f"{mode}.png"
-        Image.new("RGB", (60, 40), (200, 30, 10)).convert(mode).save(path)
-        views = CropFirstViews(16, num_views=2)(str(path))
-        assert all(v.shape == (3, 16, 16) and v.dtype == torch.uint8 for v in views)
+@pytest.mark.parametrize(
+    "mode, suffix", [("L", "png"), ("RGBA", "png"), ("P", "png"), ("L", "jpg"), ("CMYK", "jpg")]
+)
+def test_other_formats_and_modes_are_cropped_too(tmp_path, mode, suffix):
+    # Grey and CMYK JPEGs too (simplejpeg refuses CMYK: PIL decodes it).
+    path = tmp_path / f"{mode}.{suffix}"
+    plain = Image.new("RGB", (60, 40), (200, 30, 10))
+    (plain.quantize(4) if mode == "P" else plain.convert(mode)).save(path)  # P: no dithering
+    with Image.open(path) as image:
+        expected = torch.tensor(image.convert("RGB").getpixel((30, 20)), dtype=torch.float32)
+    views = CropFirstViews(16, num_views=2)(str(path))
+    for view in views:
+        assert view.shape == (3, 16, 16) and view.dtype == torch.uint8
+        # A plain image: every view has its colour (to JPEG's rounding).
+        assert (view.float().mean(dim=(1, 2)) - expected).abs().max() < 3
 
 
 def test_views_are_seeded_per_sample_and_epoch(tmp_path):

@@ -8,8 +8,9 @@ samplers: ``RandomResizedCrop.get_params``, scale (0.08, 1), ratio (3/4, 4/3), a
 fallback; a flip with ``flip_prob``), and then:
 
 - ``crop_first`` (:class:`CropFirstViews`): decodes the file once for all its views, at the
-  smallest JPEG DCT scale (1/2, 1/4, 1/8: libjpeg-turbo's scaled decoding through
-  ``PIL.Image.draft``) that still leaves every box at least the view size, then crops and
+  smallest JPEG DCT scale (1/2, 1/4, 1/8: libjpeg-turbo's scaled decoding, through
+  simplejpeg; other formats through PIL, with ``Image.draft``) that still leaves every box at
+  least the view size, then crops and
   resizes each box to a uint8 view (torchvision's antialiased uint8 resize) and flips it.
 - ``device_decode`` (:class:`EncodedViews` in the worker, :func:`decode_views` on the device):
   the worker only reads the file's bytes and draws the boxes; the batch's JPEGs are decoded
@@ -33,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import simplejpeg
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -90,6 +92,19 @@ def dct_scale(boxes: Sequence[tuple[int, int, int, int]], image_size: int) -> in
     return next((scale for scale in DCT_SCALES if smallest >= scale * image_size), 1)
 
 
+def decode_jpeg_scaled(source: Source, scale: int) -> Tensor | None:
+    """A JPEG decoded by simplejpeg (libjpeg-turbo) at 1/``scale``, as uint8 ``(3, H, W)``;
+    None where simplejpeg refuses it (CMYK, a damaged file: PIL then decodes or reports it).
+    On this project's photographs simplejpeg took half PIL's time for the same decoding
+    (bench/data.py, README "Loading speed")."""
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    try:
+        pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_factor=scale)
+    except ValueError:
+        return None
+    return torch.from_numpy(pixels).permute(2, 0, 1)
+
+
 def uint8_chw(image: Image.Image) -> Tensor:
     """A PIL RGB image as a uint8 tensor ``(3, H, W)`` (a view of a fresh array)."""
     return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
@@ -123,10 +138,12 @@ class CropFirstViews:
                 image, self.num_views, self.crop_scale, self.crop_ratio, self.flip_prob
             )
             scale = dct_scale(boxes, size)
-            if scale > 1:
-                # draft picks the largest DCT scale whose result is at least this size.
-                image.draft("RGB", (width // scale, height // scale))
-            decoded = uint8_chw(rgb(image))
+            decoded = decode_jpeg_scaled(source, scale) if image.format == "JPEG" else None
+            if decoded is None:  # another format, or a JPEG simplejpeg refused: PIL decides
+                if scale > 1:
+                    # draft picks the largest DCT scale whose result is at least this size.
+                    image.draft("RGB", (width // scale, height // scale))
+                decoded = uint8_chw(rgb(image))
         sx, sy = decoded.shape[2] / width, decoded.shape[1] / height
         views = []
         for (left, top, box_w, box_h), flip in zip(boxes, flips, strict=True):
