@@ -172,8 +172,9 @@ def decoders(paths: list[str], size: int) -> tuple[dict, float]:
                 image.convert("RGB")
 
     def sj(scaled: bool):
-        for item, (scale, _) in zip(data, scales, strict=True):
-            simplejpeg.decode_jpeg(item, min_factor=scale if scaled else 1)
+        for item, (scale, (width, height)) in zip(data, scales, strict=True):
+            scale = scale if scaled else 1
+            simplejpeg.decode_jpeg(item, min_width=width // scale, min_height=height // scale)
 
     def tv():
         for item in data:

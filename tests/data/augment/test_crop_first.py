@@ -21,6 +21,7 @@ from simclr.data.augment.crop_first import (
     CropFirstViews,
     EncodedViews,
     dct_scale,
+    decode_jpeg_scaled,
     decode_views,
     draw_boxes,
 )
@@ -87,6 +88,14 @@ def test_dct_scale_keeps_every_box_at_least_the_view_size():
     assert dct_scale([(0, 0, 800, 800), (0, 0, 100, 390)], 96) == 1  # 100 px: full scale
     assert dct_scale([(0, 0, 900, 800)], 96) == 8
     assert dct_scale([(0, 0, 50, 40)], 224) == 1  # smaller than the view: full scale
+
+
+@pytest.mark.parametrize("scale", [1, 2, 4, 8])
+def test_jpegs_are_decoded_at_the_dct_scale(tmp_path, scale):
+    path = gradient_jpeg(tmp_path / "image.jpg", 401, 300)
+    decoded = decode_jpeg_scaled(str(path), (401, 300), scale)
+    assert decoded.shape == (3, math.ceil(300 / scale), math.ceil(401 / scale))
+    assert decoded.dtype == torch.uint8
 
 
 def reference_views(path: Path, boxes, flips, size: int) -> list[torch.Tensor]:

@@ -92,14 +92,17 @@ def dct_scale(boxes: Sequence[tuple[int, int, int, int]], image_size: int) -> in
     return next((scale for scale in DCT_SCALES if smallest >= scale * image_size), 1)
 
 
-def decode_jpeg_scaled(source: Source, scale: int) -> Tensor | None:
-    """A JPEG decoded by simplejpeg (libjpeg-turbo) at 1/``scale``, as uint8 ``(3, H, W)``;
+def decode_jpeg_scaled(source: Source, size: tuple[int, int], scale: int) -> Tensor | None:
+    """A JPEG of ``size`` (width, height) decoded by simplejpeg (libjpeg-turbo) at 1/``scale``
+    (the smallest DCT scale that still gives at least size / scale), as uint8 ``(3, H, W)``;
     None where simplejpeg refuses it (CMYK, a damaged file: PIL then decodes or reports it).
     On this project's photographs simplejpeg took half PIL's time for the same decoding
     (bench/data.py, README "Loading speed")."""
     data = source if isinstance(source, bytes) else Path(source).read_bytes()
     try:
-        pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_factor=scale)
+        pixels = simplejpeg.decode_jpeg(
+            data, colorspace="RGB", min_width=size[0] // scale, min_height=size[1] // scale
+        )
     except ValueError:
         return None
     return torch.from_numpy(pixels).permute(2, 0, 1)
@@ -138,7 +141,9 @@ class CropFirstViews:
                 image, self.num_views, self.crop_scale, self.crop_ratio, self.flip_prob
             )
             scale = dct_scale(boxes, size)
-            decoded = decode_jpeg_scaled(source, scale) if image.format == "JPEG" else None
+            decoded = (
+                decode_jpeg_scaled(source, image.size, scale) if image.format == "JPEG" else None
+            )
             if decoded is None:  # another format, or a JPEG simplejpeg refused: PIL decides
                 if scale > 1:
                     # draft picks the largest DCT scale whose result is at least this size.
