@@ -1,6 +1,6 @@
 """Data benchmark: pre-training views per second per CPU core from a folder of JPEG photographs.
 
-    python bench/data.py [--images 160] [--rounds 3]      # make bench-data
+    python bench/data.py [--images 256] [--rounds 5]      # make bench-data
     python bench/data.py --cuda                            # bench/gpu.sh, on a CUDA machine
 
 It writes (once, cached under the system's temp folder) a folder of JPEG files of ImageNet-like
@@ -244,8 +244,8 @@ def training_figures(folder: Path, steps: int = 20, warmup: int = 5) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=160, help="JPEG files in the folder")
-    parser.add_argument("--rounds", type=int, default=3, help="timed passes per pipeline")
+    parser.add_argument("--images", type=int, default=256, help="JPEG files in the folder")
+    parser.add_argument("--rounds", type=int, default=5, help="timed passes per pipeline")
     parser.add_argument("--sizes", type=int, nargs="+", default=[224, 96])
     parser.add_argument("--cuda", action="store_true", help="the CUDA figures instead")
     parser.add_argument("--folder", type=Path, default=None, help="where to cache the JPEGs")
@@ -287,7 +287,8 @@ def main() -> None:
         rates = {name: work[name][1] / statistics.median(t) for name, t in rounds.items()}
         rates["crop_first_cpu_only"] = 1 / (1 / rates["crop_first"] + 1 / rates["batch_stage_cpu"])
         today = rates["per_image"]
-        for name, rate in rates.items():
+        for name in sorted(rates, key=lambda n: n.startswith("decode_")):  # decoders last
+            rate = rates[name]
             if name.startswith("decode_"):
                 print(f"{name.replace('decode_', 'decode_ms_', 1)}: {1000 / rate:.3f}")
             elif name == "batch_stage_cpu":
