@@ -96,8 +96,8 @@ def decode_jpeg_scaled(source: Source, size: tuple[int, int], scale: int) -> Ten
     """A JPEG of ``size`` (width, height) decoded by simplejpeg (libjpeg-turbo) at 1/``scale``
     (the smallest DCT scale that still gives at least size / scale), as uint8 ``(3, H, W)``;
     None where simplejpeg refuses it (CMYK, a damaged file: PIL then decodes or reports it).
-    On this project's photographs simplejpeg took half PIL's time for the same decoding
-    (bench/data.py, README "Loading speed")."""
+    On this project's photographs simplejpeg took about 2/3 of PIL's time for the same
+    decoding (bench/data.py's decode_ms_* lines, README "Loading speed")."""
     data = source if isinstance(source, bytes) else Path(source).read_bytes()
     try:
         pixels = simplejpeg.decode_jpeg(
@@ -149,20 +149,18 @@ class CropFirstViews:
                     # draft picks the largest DCT scale whose result is at least this size.
                     image.draft("RGB", (width // scale, height // scale))
                 decoded = uint8_chw(rgb(image))
-        sx, sy = decoded.shape[2] / width, decoded.shape[1] / height
+        # The boxes in the decoded image's pixels (fewer at a reduced scale), inside it.
+        scaled_h, scaled_w = decoded.shape[1], decoded.shape[2]
+        sx, sy = scaled_w / width, scaled_h / height
         views = []
         for (left, top, box_w, box_h), flip in zip(boxes, flips, strict=True):
-            # torchvision's uint8 resize (antialiased, as the per-image pipeline's) beat PIL's
-            # resize by 1.5x at 224 px (bench/data.py); the box, scaled, to whole pixels.
-            view = TF.resized_crop(
-                decoded,
-                round(top * sy),
-                round(left * sx),
-                max(1, round(box_h * sy)),
-                max(1, round(box_w * sx)),
-                [size, size],
-                antialias=True,
-            )
+            x0, y0 = min(round(left * sx), scaled_w - 1), min(round(top * sy), scaled_h - 1)
+            x1 = max(x0 + 1, min(round((left + box_w) * sx), scaled_w))
+            y1 = max(y0 + 1, min(round((top + box_h) * sy), scaled_h))
+            # torchvision's uint8 resize, antialiased as the per-image pipeline's; with
+            # simplejpeg, the worker took half the time of PIL's decode and resize at 224 px
+            # (README "Loading speed").
+            view = TF.resized_crop(decoded, y0, x0, y1 - y0, x1 - x0, [size, size], antialias=True)
             views.append(view.flip(-1) if flip else view)
         return views
 
