@@ -70,11 +70,16 @@ FOLDER_VERSION = "v1"  # bump when the way the folder is written changes
 
 
 def photographs() -> list[np.ndarray]:
-    """The colour photographs the installed packages ship (uint8 HWC)."""
+    """The colour photographs the installed packages ship (uint8 HWC): scikit-learn's two,
+    and scikit-image's where it is installed (the bench extra; bench/gpu.sh runs without)."""
     from sklearn.datasets import load_sample_images
 
     photos = list(load_sample_images().images)  # china, flower
-    import skimage.data
+    try:
+        import skimage.data
+    except ImportError:
+        print("# scikit-image not installed: scikit-learn's photographs only", file=sys.stderr)
+        return photos
 
     names = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry",
              "hubble_deep_field", "retina"]  # fmt: skip
