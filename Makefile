@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 TEST_ARGS ?=
 
-.PHONY: help install train test test-all lint format tb bench quality clean
+.PHONY: help install train test test-all lint format tb bench bench-data quality clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ $(BENCH_STAMP): $(STAMP)
 
 quality: $(BENCH_STAMP) ## Encoder quality against a lightly-built peer at equal budget, 3 seeds (< 30 min)
 	$(BIN)/python bench/quality.py --seeds 3
+
+bench-data: $(BENCH_STAMP) ## Views/s per CPU core from JPEG folders: each pipeline and lightly's (< 10 min)
+	$(BIN)/python bench/data.py
 
 tb: $(STAMP) ## TensorBoard on the logs folder
 	$(BIN)/tensorboard --logdir logs

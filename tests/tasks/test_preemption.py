@@ -9,8 +9,10 @@ import signal
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from conftest import FAST_OVERRIDES, ROOT, compose_config, finish, start_python
 from simclr.callbacks.preemption import PREEMPTED_EXIT_STATUS, Preempted, PreemptionHandler
@@ -116,6 +118,33 @@ def test_pretraining_resumed_after_sigterm_equals_uninterrupted(
     resumed = interrupted_then_resumed(pretrain, overrides, tmp_path, step, sigterm_at_step)
     difference = max_abs_difference(last_ckpt(tmp_path / "uninterrupted"), last_ckpt(resumed))
     print(f"pre-training, SIGTERM at step {step} {extra}: max abs difference {difference}")
+    assert difference == 0.0
+
+
+def test_crop_first_pretraining_resumed_after_sigterm_equals_uninterrupted(
+    tmp_path, sigterm_at_step
+):
+    # data.pipeline=crop_first draws the crop boxes in the workers (seeded per image) and the
+    # colour in batches (seeded per batch): a resumed run draws the same views.
+    root = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    for i in range(40):  # textured, so that every crop box gives another view
+        (root / f"class{i % 2}").mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 256, (36, 48, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / f"class{i % 2}" / f"{i}.jpg", quality=90)
+    overrides = [
+        *PRETRAIN,
+        "data=imagefolder",
+        f"data.root={root}",
+        "data.pipeline=crop_first",
+        "data.image_size=32",
+        "data.batch_size=8",  # 24 training images: 3 steps an epoch
+        "data.num_workers=1",
+        "trainer.max_epochs=1",
+    ]
+    pretrain(compose_config(overrides, tmp_path / "uninterrupted"))
+    resumed = interrupted_then_resumed(pretrain, overrides, tmp_path, 1, sigterm_at_step)
+    difference = max_abs_difference(last_ckpt(tmp_path / "uninterrupted"), last_ckpt(resumed))
     assert difference == 0.0
 
 

@@ -40,6 +40,7 @@ RULES: list[Rule] = [
     rules.BATCH_SIZE,
     rules.NUM_WORKERS,
     rules.EVAL_CROP_FRACTION,
+    rules.VIEW_PIPELINE,
     NON_FINITE_ACTION,
     FROM_HEAD_LAYER,
     Rule("scheduler.min_lr_ratio", rules.probability, "in [0, 1]"),

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -52,8 +53,25 @@ def _fields_from_traceback(text: str) -> tuple[str, str]:
     return "(unknown)", text
 
 
+def rgb(image: Image.Image) -> Image.Image:
+    """``image`` in RGB, decoding every pixel (so that a truncated file shows here)."""
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")  # as PIL advises for such palettes
+    return image.convert("RGB")
+
+
+def decode_rgb(path: str) -> Image.Image:
+    """The whole image file at ``path``, decoded, in RGB (:class:`ImageFiles`' default)."""
+    with Image.open(path) as image:
+        return rgb(image)
+
+
 class ImageFiles(Dataset):
     """Image files with integer labels, decoded with PIL when read; items ``(PIL RGB, label)``.
+
+    ``decode`` (path -> item) replaces the decoding, e.g. by one that decodes only the crops
+    of the views (:mod:`simclr.data.augment.crop_first`); :meth:`with_decoder` gives such a
+    copy, which marks undecodable files in the same shared record.
 
     Corrupt files are found when read, not by a decoding pass up front (that would read the
     whole data set, e.g. 140 GB for ImageNet, before the first step). A file that cannot be
@@ -63,12 +81,19 @@ class ImageFiles(Dataset):
     :meth:`undecodable_files` lists the marked files, whichever worker process met them.
     """
 
-    def __init__(self, paths: Sequence[str], labels: Sequence[int], skip_corrupt: bool = False):
+    def __init__(
+        self,
+        paths: Sequence[str],
+        labels: Sequence[int],
+        skip_corrupt: bool = False,
+        decode: Callable[[str], object] = decode_rgb,
+    ):
         # A numpy array of strings rather than a list of Python objects: forked DataLoader
         # workers then share the paths instead of copying them page by page as they read.
         self.paths = np.asarray(paths, dtype=str)
         self.labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
         self.skip_corrupt = skip_corrupt
+        self.decode = decode
         # Shared memory, so that marks made in worker processes are seen by the main one.
         self.undecodable = torch.zeros(len(self.paths), dtype=torch.bool).share_memory_()
         self._reported: set[int] = set()
@@ -78,19 +103,21 @@ class ImageFiles(Dataset):
 
     def select(self, indices: Tensor) -> ImageFiles:
         indices = torch.as_tensor(indices).numpy()
-        return ImageFiles(self.paths[indices], self.labels.numpy()[indices], self.skip_corrupt)
+        return ImageFiles(
+            self.paths[indices], self.labels.numpy()[indices], self.skip_corrupt, self.decode
+        )
 
-    def _decode(self, index: int) -> Image.Image:
-        with Image.open(str(self.paths[index])) as image:
-            if image.mode == "P" and "transparency" in image.info:
-                image = image.convert("RGBA")  # as PIL advises for such palettes
-            return image.convert("RGB")  # decodes every pixel, so truncation shows here
+    def with_decoder(self, decode: Callable[[str], object]) -> ImageFiles:
+        """The same files read by ``decode``, sharing the record of undecodable files."""
+        files = copy.copy(self)
+        files.decode = decode
+        return files
 
     def __getitem__(self, index: int) -> tuple[Image.Image, int]:
         for offset in range(len(self)):
             candidate = (index + offset) % len(self)
             try:
-                return self._decode(candidate), int(self.labels[candidate])
+                return self.decode(str(self.paths[candidate])), int(self.labels[candidate])
             except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
                 path = str(self.paths[candidate])
                 if not self.skip_corrupt:

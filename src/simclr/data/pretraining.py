@@ -3,7 +3,8 @@ splits with the deterministic evaluation transform for the monitors (and fine-tu
 
 It pre-trains on ``data.pretrain_split`` (one split or several joined by ``+``) of the data
 set ``data.name`` (:mod:`simclr.data.sources`), drawing the views per image in the loader's
-workers or, with ``augment_on_device``, per batch on the accelerator.
+workers or, with ``augment_on_device``, per batch on the accelerator; image files can be read
+crop-first instead (``data.pipeline``, :mod:`simclr.data.augment.crop_first`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from collections.abc import Sequence
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, default_collate
 from torchvision.transforms import v2
 
 from simclr.data.augment.batch_augment import BatchAugmentation
+from simclr.data.augment.crop_first import decode_views, read_crop_first, require_cuda
 from simclr.data.augment.transforms import (
+    AugmentSettings,
     MultiViewTransform,
     evaluation_transform,
     simclr_augmentation,
@@ -30,7 +33,7 @@ from simclr.data.resumable import DataStream, SeededViews, derived_seed
 from simclr.data.sources import DATASETS, load_dataset
 from simclr.errors import ConfigError
 from simclr.models.backbones import SMALL_IMAGE_MAX_SIZE
-from simclr.rules import BATCH_SIZE, batch_division_problem
+from simclr.rules import BATCH_SIZE, VIEW_PIPELINE, batch_division_problem
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,12 @@ class SimCLRDataModule(L.LightningDataModule):
     ``(seed, e)``; the checkpoint keeps the seed, the position in the epoch and the main
     process's random states (:mod:`simclr.data.resumable`), so a resumed run reads what an
     uninterrupted one would have. ``seed=None``: a random seed, kept by the checkpoint.
+
+    ``pipeline`` (image files only; README "Loading speed"): ``per_image`` decodes whole files
+    and draws every step of the views per image (``augment_on_device`` applies to it alone);
+    ``crop_first`` and ``device_decode`` draw the crop boxes first, decode what they need
+    (in the workers, or on the GPU) and draw the rest of the views in batches after the
+    transfer (:mod:`simclr.data.augment.crop_first`).
     """
 
     def __init__(
@@ -81,6 +90,7 @@ class SimCLRDataModule(L.LightningDataModule):
         augment_on_device: bool | None = None,
         eval_crop_fraction: float | None = None,
         seed: int | None = None,
+        pipeline: str = "per_image",
     ):
         super().__init__()
         DATASETS.canonical(name)
@@ -106,6 +116,7 @@ class SimCLRDataModule(L.LightningDataModule):
         self.download = download
         self.pretrain_split = pretrain_split
         self.augment_on_device = augment_on_device
+        self.pipeline = VIEW_PIPELINE.check(pipeline)
         self.eval_crop_fraction = eval_crop_fraction
         self.batch_augmentation: BatchAugmentation | None = None
         self.stream = DataStream(seed)
@@ -139,6 +150,17 @@ class SimCLRDataModule(L.LightningDataModule):
             parts.append(part)
         return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
+    def file_views(self) -> Dataset:
+        """The pre-training image files, each read by the worker side of ``pipeline``."""
+        return read_crop_first(
+            self.pretrain_dataset(),
+            self.pipeline,
+            self.name,
+            self.image_size,
+            self.num_views,
+            AugmentSettings(**self.augment),
+        )
+
     def per_device_batch_size(self) -> int:
         devices = world_size(self.trainer)
         problem = batch_division_problem(self.batch_size, devices)
@@ -159,6 +181,24 @@ class SimCLRDataModule(L.LightningDataModule):
             fraction = OFFICIAL_EVAL_CROP if self.image_size > SMALL_IMAGE_MAX_SIZE else 1.0
         return evaluation_transform(self.image_size, self.mean, self.std, fraction)
 
+    def streaming_loader(self, streams, batch_size: int) -> DataLoader:
+        """litdata's stateful loader over shards; the views are drawn per image in its workers
+        (the images have different sizes, and the crop-first pipeline reads files)."""
+        if self.views_on_device() or self.pipeline != "per_image":
+            raise ConfigError(
+                "data=streaming draws its views per image in the loader's workers: set "
+                "data.augment_on_device=false and data.pipeline=per_image "
+                f"(got {self.views_on_device()} and {self.pipeline!r})"
+            )
+        loader = streams(
+            self.pretrain_transform(),
+            self.stream.seed,
+            batch_size,
+            self.loader_settings.stream_options("pretrain", self.trainer),
+            self.stream.trained_batches(self.trainer),
+        )
+        return self.stream.attach(loader)
+
     def train_dataloader(self) -> DataLoader:
         images = self.pretrain_dataset()
         batch_size = self.per_device_batch_size()
@@ -169,23 +209,17 @@ class SimCLRDataModule(L.LightningDataModule):
             )
         streams = getattr(images, "training_loader", None)
         if streams is not None:  # shards (data=streaming): litdata's stateful loader
-            if self.views_on_device():
-                raise ConfigError(
-                    "data.augment_on_device=true: streamed images have different sizes, so "
-                    "their views are drawn per image in the workers; set it to false"
-                )
-            loader = streams(
-                self.pretrain_transform(),
-                self.stream.seed,
-                batch_size,
-                self.loader_settings.stream_options("pretrain", self.trainer),
-                self.stream.trained_batches(self.trainer),
-            )
-            return self.stream.attach(loader)
-        # On-device augmentation: the loader only stacks uint8 images; the views are drawn
-        # after the batch reached the accelerator (on_after_batch_transfer).
-        transform = v2.ToImage() if self.views_on_device() else self.pretrain_transform()
-        dataset = SeededViews(images, transform, self.stream.seed)
+            return self.streaming_loader(streams, batch_size)
+        if self.pipeline != "per_image":
+            if self.pipeline == "device_decode":
+                strategy = getattr(self.trainer, "strategy", None)
+                require_cuda(strategy.root_device if strategy else torch.device("cpu"))
+            dataset = SeededViews(self.file_views(), None, self.stream.seed)
+        else:
+            # On-device augmentation: the loader only stacks uint8 images; the views are
+            # drawn after the batch reached the accelerator (on_after_batch_transfer).
+            transform = v2.ToImage() if self.views_on_device() else self.pretrain_transform()
+            dataset = SeededViews(images, transform, self.stream.seed)
         sampler = self.stream.sampler(len(dataset), batch_size, self.trainer)
         return make_loader(
             dataset, batch_size, "pretrain", self.loader_settings, self.trainer, sampler
@@ -201,7 +235,10 @@ class SimCLRDataModule(L.LightningDataModule):
         """``augment_on_device``, where ``None`` means: on an accelerator, not on a CPU. On this
         project's 2-core CPU (bench/cpu.py) the two pipelines gave the same step speed at 32 px
         (step_vs_ceiling 0.92 batched, 0.90 per image), and one worker's per-image pipeline
-        out-ran the batched one at 96 px (1,057 against 781 views/s)."""
+        out-ran the batched one at 96 px (1,057 against 781 views/s). Crop-first pipelines
+        always finish their views in batches, after the transfer."""
+        if self.pipeline != "per_image":
+            return True
         if self.augment_on_device is not None:
             return self.augment_on_device
         strategy = getattr(self.trainer, "strategy", None)
@@ -221,26 +258,42 @@ class SimCLRDataModule(L.LightningDataModule):
         if not self.views_on_device():
             return batch
         images, labels = batch
-        # Only the pre-training loader yields uint8 images here; the monitors' labelled batches
-        # (float, already transformed) pass through the same hook untouched.
-        if not isinstance(images, Tensor) or images.dtype != torch.uint8:
+        # Only the pre-training loader yields uint8 images (or crops, or JPEG bytes) here; the
+        # monitors' labelled batches (float, already transformed) pass through untouched.
+        cropped = self.pipeline != "per_image"
+        if isinstance(images, dict):  # device_decode: JPEG bytes and crop boxes
+            inputs = decode_views(images, self.image_size, labels.device)
+        elif cropped and isinstance(images, list):  # crop_first: V uint8 views
+            inputs = images
+        elif not cropped and isinstance(images, Tensor) and images.dtype == torch.uint8:
+            inputs = [images] * self.num_views
+        else:
             return batch
-        augment = self._batch_augmentation(images.device)
+        augment = self._batch_augmentation(labels.device)
         # Drawn from (seed, epoch, batch of the epoch, view), not the device's global
         # generator, so that a resumed run draws the views an uninterrupted one would.
         progress = self.trainer.fit_loop.epoch_loop.batch_progress.current.ready
-        generator = torch.Generator(device=images.device)
+        generator = torch.Generator(device=labels.device)
         views = []
         for view in range(self.num_views):
             generator.manual_seed(
                 derived_seed(self.stream.seed, self.trainer.current_epoch, progress, view)
             )
-            views.append(augment(images, generator))
+            views.append(augment(inputs[view], generator, cropped=cropped))
         return views, labels
 
     def preview_views(self, count: int) -> list[Tensor]:
         """V views ``(n, 3, S, S)`` of the first ``n <= count`` pre-training images, drawn by
         the pipeline that trains (per image, or batched on the device), for pictures."""
+        if self.pipeline != "per_image":
+            dataset = self.file_views()
+            items = [dataset[i][0] for i in range(min(count, len(dataset)))]
+            if self.pipeline == "device_decode":
+                inputs = decode_views(default_collate(items), self.image_size, "cpu")
+            else:
+                inputs = [torch.stack([item[v] for item in items]) for v in range(self.num_views)]
+            augment = self._batch_augmentation(torch.device("cpu"))
+            return [augment(x, cropped=True) for x in inputs]
         dataset = self.pretrain_dataset()
         images = [dataset[i][0] for i in range(min(count, len(dataset)))]
         if self.views_on_device():

@@ -96,10 +96,13 @@ class SeededViews(Dataset):
 
     torchvision's transforms draw from the global torch generator: it is seeded for the one
     sample and restored after, so the caller's stream (the main process's, with
-    ``num_workers=0``) is left as it was.
+    ``num_workers=0``) is left as it was. The sample is read under the same seed, so a data
+    set that draws while reading (crop boxes drawn before decoding,
+    :mod:`simclr.data.augment.crop_first`) is seeded too; ``transform=None`` then leaves its
+    items as they are.
     """
 
-    def __init__(self, dataset: Dataset, transform: Callable, seed: int):
+    def __init__(self, dataset: Dataset, transform: Callable | None, seed: int):
         self.dataset = dataset
         self.transform = transform
         self.seed = seed
@@ -109,8 +112,13 @@ class SeededViews(Dataset):
 
     def __getitem__(self, key):
         epoch, index = key if isinstance(key, tuple) else (0, key)
+        # The sample is read inside the seeded block too: a crop-first dataset draws its crop
+        # boxes and flips as it reads the file (data.pipeline=crop_first).
+        return seeded_transform(self.view, index, self.seed, epoch, index)
+
+    def view(self, index: int):
         image, label = self.dataset[index]
-        return seeded_transform(self.transform, image, self.seed, epoch, index), label
+        return (image if self.transform is None else self.transform(image)), label
 
 
 def seeded_transform(transform: Callable, image, seed: int, epoch: int, index: int):

@@ -243,6 +243,11 @@ class BatchAugmentation(nn.Module):
             x, rois, output_size=self.image_size, spatial_scale=1.0, sampling_ratio=0, aligned=True
         )
         x = torch.where(params.flip.view(-1, 1, 1, 1), x.flip(-1), x)
+        return self.after_crop(x, params)
+
+    def after_crop(self, x: Tensor, params: AugmentParams) -> Tensor:
+        """What follows the crop and flip: rotation, colour jitter, grayscale, blur and
+        normalisation of float views ``(B, 3, S, S)`` in [0, 1]."""
         if bool((params.angle != 0).any()):
             x = rotate(x, params.angle)
         x = self._color_jitter(x, params)
@@ -263,9 +268,20 @@ class BatchAugmentation(nn.Module):
                     x = x.index_copy(0, chosen, adjust(x[chosen], params.factors[chosen, op]))
         return x
 
-    def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def forward(
+        self, images: Tensor, generator: torch.Generator | None = None, cropped: bool = False
+    ) -> Tensor:
         """Views ``(B, 3, S, S)`` of ``images``, drawn from ``generator`` where given (on the
-        images' device: a resumable stream) or else the device's global generator."""
+        images' device: a resumable stream) or else the device's global generator.
+
+        ``cropped``: the images are views already cropped to ``S`` and flipped (uint8, or
+        float in [0, 1]), as ``data.pipeline=crop_first`` makes them in the workers
+        (:mod:`simclr.data.augment.crop_first`); only the steps after the crop are drawn."""
         height, width = images.shape[-2], images.shape[-1]
         params = self.sample(images.shape[0], height, width, images.device, generator)
-        return self.apply(images, params)
+        if not cropped:
+            return self.apply(images, params)
+        if (height, width) != (self.image_size, self.image_size):
+            raise ValueError(f"cropped views must be {self.image_size} px, got {height}x{width}")
+        x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+        return self.after_crop(x, params)
