@@ -15,10 +15,13 @@ from collections.abc import Iterator
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from simclr import rules
+from simclr.callbacks.feature_maps import EXTRA_OF_PROJECTION, PROJECTIONS
+from simclr.callbacks.pictures import MAP_SIZE, MAX_POINTS
 from simclr.callbacks.safeguards import NON_FINITE_ACTION
 from simclr.data.label_subsets import LABEL_SUBSETS
 from simclr.data.sources import DATASETS
 from simclr.errors import ConfigError
+from simclr.extras import EXTRA_OF_TARGET
 from simclr.models.backbones import BACKBONES, WIDE_RESNET_WIDTH, wide_resnet50
 from simclr.models.finetune import CLASSIFIER_GROUPS, MODES
 from simclr.models.head_layers import FROM_HEAD_LAYER
@@ -41,6 +44,8 @@ RULES: list[Rule] = [
     rules.EVAL_CROP_FRACTION,
     NON_FINITE_ACTION,
     FROM_HEAD_LAYER,
+    MAP_SIZE,
+    MAX_POINTS,
     Rule("scheduler.min_lr_ratio", rules.probability, "in [0, 1]"),
     Rule(
         "trainer.max_epochs",
@@ -112,6 +117,23 @@ def _generic_rule(key: str) -> Rule | None:
     return None
 
 
+def optional_package_problems(cfg: DictConfig) -> list[str]:
+    """The feature maps misnamed, and the optional packages that the chosen loggers and
+    feature maps need but that are not installed (each with the extra to install)."""
+    problems = []
+    for group in ("logger", "callbacks"):
+        nodes = _get(cfg, group)
+        for name, node in nodes.items() if isinstance(nodes, DictConfig) else ():
+            extra = EXTRA_OF_TARGET.get(node.get("_target_")) if node is not None else None
+            problems.append(extra.problem(f"{group}.{name}") if extra else None)
+    maps = _get(cfg, PROJECTIONS.key)
+    for name in [maps] if isinstance(maps, str) else maps if isinstance(maps, ListConfig) else ():
+        problems.append(PROJECTIONS.problem(name))
+        if name in EXTRA_OF_PROJECTION:
+            problems.append(EXTRA_OF_PROJECTION[name].problem(f"{PROJECTIONS.key}={name}"))
+    return problems
+
+
 def config_problems(cfg: DictConfig) -> list[str]:
     """Every problem of ``cfg`` as one line naming the key, the value and what is allowed."""
     problems: list[str] = []
@@ -133,6 +155,8 @@ def config_problems(cfg: DictConfig) -> list[str]:
     if backbone in BACKBONES and BACKBONES[backbone] in V2_BUILDERS:
         check(V2_WIDTH)
         check(SK_RATIO)
+
+    problems += optional_package_problems(cfg)
 
     # The global batch is split evenly over the devices (SimCLRDataModule).
     batch, devices = _get(cfg, "data.batch_size"), configured_world_size(cfg)
