@@ -69,3 +69,6 @@ def finish_runs(loggers: Iterable[Logger], failed: bool = False) -> None:
 
         if wandb.run is not None:
             wandb.finish(exit_code=1 if failed else 0)
+        # finish() returns before W&B's service has written the run's last records (offline
+        # at least): its teardown waits for them, so the run folder is complete on return.
+        wandb.teardown()
