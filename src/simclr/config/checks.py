@@ -124,10 +124,12 @@ def optional_package_problems(cfg: DictConfig) -> list[str]:
     for group in ("logger", "callbacks"):
         nodes = _get(cfg, group)
         for name, node in nodes.items() if isinstance(nodes, DictConfig) else ():
-            extra = EXTRA_OF_TARGET.get(node.get("_target_")) if node is not None else None
+            target = node.get("_target_") if isinstance(node, DictConfig) else None
+            extra = EXTRA_OF_TARGET.get(target)
             problems.append(extra.problem(f"{group}.{name}") if extra else None)
-    maps = _get(cfg, PROJECTIONS.key)
-    for name in [maps] if isinstance(maps, str) else maps if isinstance(maps, ListConfig) else ():
+    maps = _get(cfg, PROJECTIONS.key)  # a list of names, or one name
+    maps = [maps] if isinstance(maps, str) else maps if isinstance(maps, ListConfig) else []
+    for name in maps:
         problems.append(PROJECTIONS.problem(name))
         if name in EXTRA_OF_PROJECTION:
             problems.append(EXTRA_OF_PROJECTION[name].problem(f"{PROJECTIONS.key}={name}"))
