@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from simclr.callbacks import TensorBoardPictures, WeightedKNN, epoch_due
+from simclr.callbacks import Pictures, WeightedKNN, epoch_due
 from simclr.errors import ConfigError
 
 
@@ -44,19 +44,22 @@ def test_pictures_draw_the_feature_map_when_a_run_stops_early():
     trainer = SimpleNamespace(
         **vars(trainer_at(3, should_stop=True)),
         loggers=[SimpleNamespace(experiment=writer)],
-        datamodule=SimpleNamespace(labelled_dataloader=lambda split: [batch]),
+        is_global_zero=True,
+        datamodule=SimpleNamespace(
+            labelled_dataloader=lambda split: [batch], class_names=["a", "b", "c"]
+        ),
         strategy=SimpleNamespace(batch_to_device=lambda b: b),
         global_step=12,
     )
     module = SimpleNamespace(encoder=torch.nn.Identity())
-    TensorBoardPictures(every_n_epochs=10).on_train_epoch_end(trainer, module)
-    assert writer.images == ["val/feature_map"]
+    Pictures(every_n_epochs=10).on_train_epoch_end(trainer, module)
+    assert writer.images == ["val/feature_map_pca"]
     trainer.should_stop = False
-    TensorBoardPictures(every_n_epochs=10).on_train_epoch_end(trainer, module)
-    assert writer.images == ["val/feature_map"]  # epoch 3 of 100: not due
+    Pictures(every_n_epochs=10).on_train_epoch_end(trainer, module)
+    assert writer.images == ["val/feature_map_pca"]  # epoch 3 of 100: not due
 
 
-@pytest.mark.parametrize("make", [TensorBoardPictures, WeightedKNN])
+@pytest.mark.parametrize("make", [Pictures, WeightedKNN])
 def test_every_n_epochs_must_be_positive_for_monitors_and_pictures(make):
     with pytest.raises(ConfigError, match="every_n_epochs=0: must be an integer >= 1"):
         make(every_n_epochs=0)

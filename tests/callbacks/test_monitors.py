@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import FAST_OVERRIDES, compose_config
+from simclr.callbacks.feature_maps import palette, pca_2d
 from simclr.callbacks.monitors import OnlineLinearProbe, WeightedKNN, weighted_knn_predict
-from simclr.callbacks.pictures import palette, pca_2d, scatter_image
 from simclr.tasks.pretrain import run
 
 FAST = [
@@ -53,20 +53,16 @@ def test_monitors_and_pictures_are_on_by_default(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
-    assert {"views/pairs", "val/feature_map"} <= set(events.Tags()["images"])
+    assert {"views/pairs", "val/feature_map_pca"} <= set(events.Tags()["images"])
     assert "val/knn_acc" in events.Tags()["scalars"]
 
 
-def test_feature_map_puts_each_class_in_its_colour():
-    labels = torch.tensor([0, 1, 2])
+def test_pca_puts_the_spread_on_the_first_axis():
     features = torch.tensor([[0.0, 0.0, 0.0], [10.0, 0.0, 0.0], [0.0, 10.0, 0.0]])
     coords = pca_2d(features)
     assert coords.shape == (3, 2)
-    image = scatter_image(coords, labels, size=64)
-    colours = palette(3)
-    for colour in colours:  # every class's colour is drawn somewhere
-        assert ((image - colour[:, None, None]).abs().sum(0) < 1e-6).any()
-    assert (image == 1).all(0).float().mean() > 0.9  # mostly white background
+    assert coords[:, 0].var() >= coords[:, 1].var() > 0
+    assert palette(3).shape == (3, 3)
 
 
 def monitor_states(checkpoint) -> tuple[dict, dict]:

@@ -1,11 +1,11 @@
-"""Lightning callbacks of pre-training: the representation monitors, the TensorBoard
-pictures, the safeguards (the non-finite guard, the atomic checkpoint writer), and the
+"""Lightning callbacks of pre-training: the representation monitors, the pictures (views,
+feature maps), the safeguards (the non-finite guard, the atomic checkpoint writer), and the
 pre-emption handler (a signal stops the run after a step with ``last.ckpt``)."""
 
 from simclr.callbacks.epochs import epoch_due
 from simclr.callbacks.last_checkpoint import LastCheckpoint
 from simclr.callbacks.monitors import OnlineLinearProbe, WeightedKNN
-from simclr.callbacks.pictures import TensorBoardPictures
+from simclr.callbacks.pictures import Pictures, TensorBoardPictures
 from simclr.callbacks.preemption import PREEMPTED_EXIT_STATUS, Preempted, PreemptionHandler
 from simclr.callbacks.safeguards import AtomicCheckpointIO, NonFiniteError, NonFiniteGuard
 
@@ -16,6 +16,7 @@ __all__ = [
     "NonFiniteError",
     "NonFiniteGuard",
     "OnlineLinearProbe",
+    "Pictures",
     "Preempted",
     "PreemptionHandler",
     "TensorBoardPictures",

@@ -15,10 +15,13 @@ from collections.abc import Iterator
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from simclr import rules
+from simclr.callbacks.feature_maps import EXTRA_OF_PROJECTION, PROJECTIONS
+from simclr.callbacks.pictures import MAP_SIZE, MAX_POINTS
 from simclr.callbacks.safeguards import NON_FINITE_ACTION
 from simclr.data.label_subsets import LABEL_SUBSETS
 from simclr.data.sources import DATASETS
 from simclr.errors import ConfigError
+from simclr.extras import EXTRA_OF_TARGET
 from simclr.models.backbones import BACKBONES, WIDE_RESNET_WIDTH, wide_resnet50
 from simclr.models.finetune import CLASSIFIER_GROUPS, MODES
 from simclr.models.head_layers import FROM_HEAD_LAYER
@@ -43,6 +46,8 @@ RULES: list[Rule] = [
     rules.VIEW_PIPELINE,
     NON_FINITE_ACTION,
     FROM_HEAD_LAYER,
+    MAP_SIZE,
+    MAX_POINTS,
     Rule("scheduler.min_lr_ratio", rules.probability, "in [0, 1]"),
     Rule(
         "trainer.max_epochs",
@@ -114,6 +119,25 @@ def _generic_rule(key: str) -> Rule | None:
     return None
 
 
+def optional_package_problems(cfg: DictConfig) -> list[str]:
+    """The feature maps misnamed, and the optional packages that the chosen loggers and
+    feature maps need but that are not installed (each with the extra to install)."""
+    problems = []
+    for group in ("logger", "callbacks"):
+        nodes = _get(cfg, group)
+        for name, node in nodes.items() if isinstance(nodes, DictConfig) else ():
+            target = node.get("_target_") if isinstance(node, DictConfig) else None
+            extra = EXTRA_OF_TARGET.get(target)
+            problems.append(extra.problem(f"{group}.{name}") if extra else None)
+    maps = _get(cfg, PROJECTIONS.key)  # a list of names, or one name
+    maps = [maps] if isinstance(maps, str) else maps if isinstance(maps, ListConfig) else []
+    for name in maps:
+        problems.append(PROJECTIONS.problem(name))
+        if name in EXTRA_OF_PROJECTION:
+            problems.append(EXTRA_OF_PROJECTION[name].problem(f"{PROJECTIONS.key}={name}"))
+    return problems
+
+
 def config_problems(cfg: DictConfig) -> list[str]:
     """Every problem of ``cfg`` as one line naming the key, the value and what is allowed."""
     problems: list[str] = []
@@ -137,6 +161,8 @@ def config_problems(cfg: DictConfig) -> list[str]:
         check(SK_RATIO)
     if backbone in BACKBONES and BACKBONES[backbone] is timm_backbone:
         check(TIMM_MODEL)
+
+    problems += optional_package_problems(cfg)
 
     # The global batch is split evenly over the devices (SimCLRDataModule).
     batch, devices = _get(cfg, "data.batch_size"), configured_world_size(cfg)

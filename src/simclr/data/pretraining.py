@@ -126,6 +126,12 @@ class SimCLRDataModule(L.LightningDataModule):
     def num_classes(self) -> int:
         return self.load_splits().num_classes
 
+    @property
+    def class_names(self) -> list[str]:
+        """The data set's names of the labels, or the label numbers where it has none."""
+        splits = self.load_splits()
+        return list(splits.class_names or map(str, range(splits.num_classes)))
+
     def load_splits(self) -> LabelledSplits:
         if self.splits is None:
             self.splits = load_dataset(

@@ -8,7 +8,8 @@ import logging
 import math
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import hydra
@@ -26,6 +27,7 @@ from simclr.callbacks.preemption import (
 from simclr.callbacks.safeguards import AtomicCheckpointIO
 from simclr.config import resolve_ckpt_path, validate_config
 from simclr.errors import SimCLRError
+from simclr.loggers import finish_runs
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,18 @@ def build_trainer(cfg: DictConfig, model: L.LightningModule) -> L.Trainer:
         plugins=plugins,
         **({} if model.automatic_optimization else {"gradient_clip_val": None}),
     )
+
+
+@contextmanager
+def logging_to_the_end(trainer: L.Trainer) -> Iterator[L.Trainer]:
+    """The block of a task's ``fit`` (and ``test``): the loggers' tracking runs are ended
+    after it, marked failed if it raised (:func:`simclr.loggers.finish_runs`)."""
+    try:
+        yield trainer
+    except BaseException:
+        finish_runs(trainer.loggers, failed=True)
+        raise
+    finish_runs(trainer.loggers)
 
 
 def write_metrics(metrics: dict, output_dir: str | Path) -> Path:

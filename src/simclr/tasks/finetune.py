@@ -25,7 +25,13 @@ from simclr.models.backbones import architecture, describe_backbone, resolved
 from simclr.models.encoder_files import EncoderWeights, load_encoder_weights, read_encoder
 from simclr.models.finetune import FineTuneModule
 from simclr.models.head_layers import FROM_HEAD_LAYER, load_head_layers, read_head
-from simclr.tasks.common import build_trainer, plain, start_run, write_metrics
+from simclr.tasks.common import (
+    build_trainer,
+    logging_to_the_end,
+    plain,
+    start_run,
+    write_metrics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -145,18 +151,21 @@ def run(cfg: DictConfig) -> dict[str, float]:
         cfg = without_validation(cfg)
     trainer = build_trainer(cfg, model)
     log.info("output folder: %s", cfg.paths.output_dir)
-    with warnings.catch_warnings():
-        if not model.train_encoder:  # the frozen encoder is in eval mode on purpose
-            warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k == "val/acc_best"}
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    if not cfg.select_on_val:
-        best = ""
-        log.info("select_on_val=false: testing the weights of the last epoch")
-    elif not best:
-        log.warning("no best checkpoint was saved; testing the final weights")
-    results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    with logging_to_the_end(trainer):
+        with warnings.catch_warnings():
+            if not model.train_encoder:  # the frozen encoder is in eval mode on purpose
+                warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        fit_metrics = {
+            k: float(v) for k, v in trainer.callback_metrics.items() if k == "val/acc_best"
+        }
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if not cfg.select_on_val:
+            best = ""
+            log.info("select_on_val=false: testing the weights of the last epoch")
+        elif not best:
+            log.warning("no best checkpoint was saved; testing the final weights")
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
     metrics = {**fit_metrics, **{name: float(value) for name, value in results[0].items()}}
     metrics["train/num_images"] = float(len(datamodule.train_indices))
     path = write_metrics(metrics, cfg.paths.output_dir)

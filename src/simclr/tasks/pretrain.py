@@ -13,7 +13,13 @@ from omegaconf import DictConfig
 
 from simclr.data import SimCLRDataModule
 from simclr.models import SimCLRModule
-from simclr.tasks.common import build_trainer, plain, start_run, write_metrics
+from simclr.tasks.common import (
+    build_trainer,
+    logging_to_the_end,
+    plain,
+    start_run,
+    write_metrics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +53,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     model = build_model(cfg)
     trainer = build_trainer(cfg, model)
     log.info("output folder: %s", cfg.paths.output_dir)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    with logging_to_the_end(trainer):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {
         name: float(value)
         for name, value in trainer.callback_metrics.items()
