@@ -131,3 +131,14 @@ class ImageFiles(Dataset):
 
     def undecodable_files(self) -> list[str]:
         return [str(p) for p in self.paths[self.undecodable.numpy()]]
+
+
+def undecodable_in(splits) -> list[str]:
+    """The image files found undecodable (and skipped) so far in the splits of a
+    :class:`~simclr.data.containers.LabelledSplits` that are read from files."""
+    found: list[str] = []
+    for name in ("train", "val", "test", "unlabeled"):
+        dataset = getattr(splits, name)
+        if isinstance(dataset, ImageFiles):
+            found += dataset.undecodable_files()
+    return found

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, default_collate
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from torchvision.transforms import v2
 
 from simclr.data.augment.batch_augment import BatchAugmentation
@@ -27,8 +27,9 @@ from simclr.data.augment.transforms import (
     simclr_augmentation,
 )
 from simclr.data.containers import LabelledSplits, Transformed
-from simclr.data.image_files import ImageFiles
+from simclr.data.image_files import undecodable_in
 from simclr.data.loaders import LoaderSettings, make_loader, world_size
+from simclr.data.previews import preview_views
 from simclr.data.resumable import DataStream, SeededViews, derived_seed
 from simclr.data.sources import DATASETS, load_dataset
 from simclr.errors import ConfigError
@@ -250,7 +251,7 @@ class SimCLRDataModule(L.LightningDataModule):
         strategy = getattr(self.trainer, "strategy", None)
         return strategy is not None and strategy.root_device.type != "cpu"
 
-    def _batch_augmentation(self, device) -> BatchAugmentation:
+    def batch_augmenter(self, device) -> BatchAugmentation:
         if self.batch_augmentation is None:
             self.batch_augmentation = BatchAugmentation(
                 self.image_size, self.mean, self.std, **self.augment
@@ -275,7 +276,7 @@ class SimCLRDataModule(L.LightningDataModule):
             inputs = [images] * self.num_views
         else:
             return batch
-        augment = self._batch_augmentation(labels.device)
+        augment = self.batch_augmenter(labels.device)
         # Drawn from (seed, epoch, batch of the epoch, view), not the device's global
         # generator, so that a resumed run draws the views an uninterrupted one would.
         progress = self.trainer.fit_loop.epoch_loop.batch_progress.current.ready
@@ -291,23 +292,7 @@ class SimCLRDataModule(L.LightningDataModule):
     def preview_views(self, count: int) -> list[Tensor]:
         """V views ``(n, 3, S, S)`` of the first ``n <= count`` pre-training images, drawn by
         the pipeline that trains (per image, or batched on the device), for pictures."""
-        if self.pipeline != "per_image":
-            dataset = self.file_views()
-            items = [dataset[i][0] for i in range(min(count, len(dataset)))]
-            if self.pipeline == "device_decode":
-                inputs = decode_views(default_collate(items), self.image_size, "cpu")
-            else:
-                inputs = [torch.stack([item[v] for item in items]) for v in range(self.num_views)]
-            augment = self._batch_augmentation(torch.device("cpu"))
-            return [augment(x, cropped=True) for x in inputs]
-        dataset = self.pretrain_dataset()
-        images = [dataset[i][0] for i in range(min(count, len(dataset)))]
-        if self.views_on_device():
-            batch = torch.stack([v2.functional.to_image(image) for image in images])
-            augment = self._batch_augmentation(batch.device)
-            return [augment(batch) for _ in range(self.num_views)]
-        views = [self.pretrain_transform()(image) for image in images]
-        return [torch.stack([per_image[v] for per_image in views]) for v in range(self.num_views)]
+        return preview_views(self, count)
 
     def labelled_dataloader(self, split: str) -> DataLoader:
         """A labelled split (``train``, ``val`` or ``test``) with the evaluation transform."""
@@ -318,14 +303,7 @@ class SimCLRDataModule(L.LightningDataModule):
 
     def skipped_images(self) -> list[str]:
         """Image files found undecodable (and skipped) so far, in any split."""
-        if self.splits is None:
-            return []
-        found: list[str] = []
-        for name in ("train", "val", "test", "unlabeled"):
-            dataset = getattr(self.splits, name)
-            if isinstance(dataset, ImageFiles):
-                found += dataset.undecodable_files()
-        return found
+        return [] if self.splits is None else undecodable_in(self.splits)
 
     def teardown(self, stage: str | None = None) -> None:
         skipped = self.skipped_images()

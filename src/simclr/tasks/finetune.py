@@ -25,13 +25,7 @@ from simclr.models.backbones import architecture, describe_backbone, resolved
 from simclr.models.encoder_files import EncoderWeights, load_encoder_weights, read_encoder
 from simclr.models.finetune import FineTuneModule
 from simclr.models.head_layers import FROM_HEAD_LAYER, load_head_layers, read_head
-from simclr.tasks.common import (
-    build_trainer,
-    logging_to_the_end,
-    plain,
-    start_run,
-    write_metrics,
-)
+from simclr.tasks.common import build_trainer, logging_to_the_end, plain, start_run, write_metrics
 
 log = logging.getLogger(__name__)
 

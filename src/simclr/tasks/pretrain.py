@@ -13,13 +13,7 @@ from omegaconf import DictConfig
 
 from simclr.data import SimCLRDataModule
 from simclr.models import SimCLRModule
-from simclr.tasks.common import (
-    build_trainer,
-    logging_to_the_end,
-    plain,
-    start_run,
-    write_metrics,
-)
+from simclr.tasks.common import build_trainer, logging_to_the_end, plain, start_run, write_metrics
 
 log = logging.getLogger(__name__)
 
