@@ -78,3 +78,37 @@ def fast_config(tmp_path):
         return compose_config([*FAST_OVERRIDES, *overrides], tmp_path)
 
     return make
+
+
+# Monitors off (they never change the weights) and a last.ckpt after every step: the
+# overrides of the tests that stop and resume pre-training mid-epoch.
+NO_MONITORS_CHECKPOINT_EVERY_STEP = [
+    "callbacks.linear_probe=null",
+    "callbacks.knn=null",
+    "callbacks.pictures=null",
+    "callbacks.model_checkpoint.every_n_epochs=null",
+    "callbacks.model_checkpoint.every_n_train_steps=1",
+    "callbacks.model_checkpoint.save_top_k=0",
+]
+
+
+def save_pretrain_checkpoint(path: Path, backbone: dict, image_size: int = 32):
+    """A pre-training checkpoint as Lightning writes one (hyper_parameters and state_dict) at
+    ``path``, from a small SimCLRModule whose BatchNorm statistics are non-trivial (so export
+    checks cover them); returns the module."""
+    import torch
+
+    from simclr.models import SimCLRModule
+
+    model = SimCLRModule(
+        backbone=backbone,
+        head={"num_layers": 2, "hidden_dim": None, "output_dim": 16, "batch_norm": True},
+        optimizer={"name": "sgd", "lr": 0.1},
+        scheduler={},
+        image_size=image_size,
+        batch_size=8,
+    )
+    with torch.no_grad():
+        model.train()(torch.randn(8, 3, image_size, image_size))
+    torch.save({"hyper_parameters": dict(model.hparams), "state_dict": model.state_dict()}, path)
+    return model

@@ -7,28 +7,15 @@ import torch
 import torchvision
 from torch import nn
 
-from conftest import compose_config
+from conftest import compose_config, save_pretrain_checkpoint
 from simclr.errors import DataError
-from simclr.models import SimCLRModule, export_encoder, read_encoder
+from simclr.models import export_encoder, read_encoder
 from simclr.tasks.export import main
 
 
 def save_checkpoint(tmp_path, backbone: dict, image_size: int = 32):
-    """A pre-training checkpoint as Lightning writes one (hyper_parameters and state_dict)."""
-    model = SimCLRModule(
-        backbone=backbone,
-        head={"num_layers": 2, "hidden_dim": None, "output_dim": 16, "batch_norm": True},
-        optimizer={"name": "sgd", "lr": 0.1},
-        scheduler={},
-        image_size=image_size,
-        batch_size=8,
-    )
-    # Non-trivial BatchNorm statistics, so the comparison covers them too.
-    with torch.no_grad():
-        model.train()(torch.randn(8, 3, image_size, image_size))
     path = tmp_path / "pretrain.ckpt"
-    torch.save({"hyper_parameters": dict(model.hparams), "state_dict": model.state_dict()}, path)
-    return model, path
+    return save_pretrain_checkpoint(path, backbone, image_size), path
 
 
 @pytest.mark.parametrize("image_size,small_stem", [(32, True), (64, False)])

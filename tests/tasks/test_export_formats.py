@@ -13,9 +13,9 @@ import pytest
 import timm
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, save_pretrain_checkpoint
 from simclr.errors import ConfigError, ExportError
-from simclr.models import SimCLRModule, read_encoder
+from simclr.models import read_encoder
 from simclr.models.exports import FORMATS, export
 from simclr.tasks.export import main
 
@@ -45,18 +45,8 @@ FILES = {
 def checkpoint(tmp_path, which: str):
     """A pre-training checkpoint as Lightning writes one, and its module in eval mode."""
     backbone, image_size = BACKBONES[which]
-    model = SimCLRModule(
-        backbone=backbone,
-        head={"num_layers": 2, "hidden_dim": None, "output_dim": 16, "batch_norm": True},
-        optimizer={"name": "sgd", "lr": 0.1},
-        scheduler={},
-        image_size=image_size,
-        batch_size=8,
-    )
-    with torch.no_grad():  # non-trivial BatchNorm statistics, so the check covers them
-        model.train()(torch.randn(8, 3, image_size, image_size))
     path = tmp_path / f"{which}.ckpt"
-    torch.save({"hyper_parameters": dict(model.hparams), "state_dict": model.state_dict()}, path)
+    model = save_pretrain_checkpoint(path, backbone, image_size)
     return path, model.eval(), image_size
 
 

@@ -14,7 +14,14 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import FAST_OVERRIDES, ROOT, compose_config, finish, start_python
+from conftest import (
+    FAST_OVERRIDES,
+    NO_MONITORS_CHECKPOINT_EVERY_STEP,
+    ROOT,
+    compose_config,
+    finish,
+    start_python,
+)
 from simclr.callbacks.preemption import PREEMPTED_EXIT_STATUS, Preempted, PreemptionHandler
 from simclr.callbacks.safeguards import AtomicCheckpointIO
 from simclr.models.finetune import FineTuneModule
@@ -28,12 +35,7 @@ PRETRAIN = [
     *FAST_OVERRIDES,
     "logger=csv",
     "trainer.max_epochs=2",
-    "callbacks.linear_probe=null",
-    "callbacks.knn=null",
-    "callbacks.pictures=null",
-    "callbacks.model_checkpoint.every_n_epochs=null",
-    "callbacks.model_checkpoint.every_n_train_steps=1",
-    "callbacks.model_checkpoint.save_top_k=0",
+    *NO_MONITORS_CHECKPOINT_EVERY_STEP,
 ]
 FINETUNE = [
     "data=fake",

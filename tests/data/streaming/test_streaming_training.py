@@ -14,7 +14,14 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from shard_files import NUM_TRAIN, write_photo_folder
 
-from conftest import ROOT, compose_config, finish, run_script, start_python
+from conftest import (
+    NO_MONITORS_CHECKPOINT_EVERY_STEP,
+    ROOT,
+    compose_config,
+    finish,
+    run_script,
+    start_python,
+)
 from simclr.callbacks.preemption import Preempted, PreemptionHandler
 from simclr.data.prepare import prepare
 from simclr.models import SimCLRModule
@@ -36,14 +43,7 @@ STREAMING = [
     "callbacks.progress_bar=null",
     "logger=csv",
 ]
-NO_MONITORS = [
-    "callbacks.linear_probe=null",
-    "callbacks.knn=null",
-    "callbacks.pictures=null",
-    "callbacks.model_checkpoint.every_n_epochs=null",
-    "callbacks.model_checkpoint.every_n_train_steps=1",
-    "callbacks.model_checkpoint.save_top_k=0",
-]
+NO_MONITORS = NO_MONITORS_CHECKPOINT_EVERY_STEP
 
 
 @pytest.fixture(scope="module")
