@@ -45,6 +45,9 @@ class Extra:
 WANDB = Extra("wandb", "wandb")
 MLFLOW = Extra("mlflow", "mlflow")
 UMAP = Extra("umap", "umap")
+LITDATA = Extra("litdata", "streaming")
+# python -m simclr.export --format onnx: the format, torch's exporter and the checking runtime.
+ONNX_EXPORT = tuple(Extra(module, "export") for module in ("onnx", "onnxscript", "onnxruntime"))
 
 # The ``_target_`` of a config node -> the extra it needs (the loggers of configs/logger/).
 EXTRA_OF_TARGET: dict[str, Extra] = {

@@ -26,7 +26,6 @@ with) must equal the encoder's within the format's tolerance, elementwise ``|exp
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from simclr.errors import ConfigError, ExportError
+from simclr.extras import ONNX_EXPORT
 from simclr.models.backbones import BACKBONES, describe_backbone
 from simclr.models.encoder_files import EncoderWeights, load_strictly, read_encoder, write_encoder
 from simclr.models.resnet_v2 import V2_BUILDERS
@@ -165,12 +165,8 @@ def _load_torchscript(out_dir: Path):
 
 
 def _write_onnx(weights: EncoderWeights, encoder: Encoder, out_dir: Path) -> list[Path]:
-    missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if not importlib.util.find_spec(m)]
-    if missing:
-        raise ConfigError(
-            f"--format onnx needs {', '.join(missing)}: pip install 'simclr[export]' "
-            "(onnx, onnxscript for torch's exporter, onnxruntime for the check)"
-        )
+    for extra in ONNX_EXPORT:
+        extra.require("--format onnx")
     path = out_dir / ONNX_FILE
     # One file, unless the weights pass protobuf's 2 GiB limit: then next to it, in
     # encoder.onnx.data (onnxruntime finds it there).

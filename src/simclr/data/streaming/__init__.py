@@ -10,16 +10,13 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from simclr.errors import ConfigError
+from simclr.extras import LITDATA
 
 
 def require_litdata() -> ModuleType:
-    """The ``litdata`` module, or a :class:`ConfigError` naming the extra that installs it."""
-    try:
-        import litdata
-    except ImportError as error:
-        raise ConfigError(
-            "streaming shards need litdata, which is not installed: "
-            "pip install 'simclr[streaming]' (or pip install litdata)"
-        ) from error
+    """The ``litdata`` module, or a :class:`~simclr.errors.ConfigError` naming the extra that
+    installs it."""
+    LITDATA.require("streaming shards (data=streaming, python -m simclr.data.prepare)")
+    import litdata
+
     return litdata
