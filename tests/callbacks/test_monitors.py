@@ -5,8 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from conftest import FAST_OVERRIDES, compose_config
+from simclr.callbacks import monitors
 from simclr.callbacks.feature_maps import palette, pca_2d
-from simclr.callbacks.monitors import OnlineLinearProbe, WeightedKNN, weighted_knn_predict
+from simclr.callbacks.monitors import OnlineLinearProbe, WeightedKNN
 from simclr.tasks.pretrain import run
 
 FAST = [
@@ -26,12 +27,13 @@ def slow_weighted_knn(query, bank, bank_labels, num_classes, k, temperature):
     return max(range(num_classes), key=lambda c: votes[c])
 
 
-def test_weighted_knn_matches_a_loop_written_from_the_paper():
+def test_weighted_knn_matches_a_loop_written_from_the_paper(monkeypatch):
+    monkeypatch.setattr(monitors, "QUERY_CHUNK", 5)  # three chunks of queries
     generator = torch.Generator().manual_seed(0)
     bank = torch.randn(50, 8, generator=generator)
     bank_labels = torch.randint(0, 4, (50,), generator=generator)
     queries = torch.randn(12, 8, generator=generator)
-    fast = weighted_knn_predict(queries, bank, bank_labels, 4, k=7, temperature=0.1, chunk_size=5)
+    fast = WeightedKNN(k=7, temperature=0.1).predict(queries, bank, bank_labels)
     slow = [slow_weighted_knn(q, bank, bank_labels, 4, 7, 0.1) for q in queries]
     assert fast.tolist() == slow
 
@@ -41,7 +43,7 @@ def test_weighted_knn_finds_separated_clusters():
     labels = torch.arange(3).repeat_interleave(20)
     bank = centres[labels] + 0.1 * torch.randn(60, 16)
     queries = centres + 0.1 * torch.randn(3, 16)
-    assert weighted_knn_predict(queries, bank, labels, 3, k=200).tolist() == [0, 1, 2]
+    assert WeightedKNN(k=200).predict(queries, bank, labels).tolist() == [0, 1, 2]
 
 
 def test_monitors_and_pictures_are_on_by_default(tmp_path):

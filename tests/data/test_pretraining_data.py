@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from simclr.data import DATASETS, SimCLRDataModule, balanced_subset
-from simclr.data.sources import load_digits
+from simclr.data.sources import Source, load_digits
 
 AUGMENT = {"color_strength": 0.5, "blur_prob": 0.0}
 
@@ -24,8 +24,8 @@ def datamodule(name="fake", batch_size=8, num_views=2, **options) -> SimCLRDataM
 
 
 def test_digits_split_is_stratified_disjoint_and_deterministic():
-    splits = load_digits("unused", image_size=32)
-    again = load_digits("unused", image_size=32)
+    splits = load_digits(Source("unused", image_size=32))
+    again = load_digits(Source("unused", image_size=32))
     sizes = [len(s) for s in (splits.train, splits.val, splits.test)]
     assert sum(sizes) == 1797 and sizes[0] > 1200
     assert torch.equal(splits.val.labels, again.val.labels)
@@ -40,7 +40,7 @@ def test_digits_split_is_stratified_disjoint_and_deterministic():
 
 
 def test_digits_images_are_not_shared_between_splits():
-    splits = load_digits("unused", image_size=8)
+    splits = load_digits(Source("unused", image_size=8))
     train = {bytes(x.numpy()) for x in splits.train.images}
     overlap = sum(bytes(x.numpy()) in train for x in splits.test.images)
     # Duplicated digits exist in the raw data, but a split by index must not copy a split.

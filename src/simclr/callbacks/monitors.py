@@ -58,28 +58,8 @@ def embed(trainer: L.Trainer, encoder: nn.Module, loader) -> tuple[Tensor, Tenso
     return torch.cat(features), torch.cat(labels)
 
 
-def weighted_knn_predict(
-    queries: Tensor,
-    bank: Tensor,
-    bank_labels: Tensor,
-    num_classes: int,
-    k: int = 200,
-    temperature: float = 0.1,
-    chunk_size: int = 1024,
-) -> Tensor:
-    """Class predicted for each query ``(Q, F)`` by a weighted vote of its ``k`` most
-    cosine-similar bank entries ``(N, F)`` (Wu et al., 2018): each neighbour adds
-    ``exp(similarity / temperature)`` to its class. Returns ``(Q,)`` class indices."""
-    bank = F.normalize(bank, dim=1)
-    k = min(k, len(bank))
-    predictions = []
-    for chunk in F.normalize(queries, dim=1).split(chunk_size):
-        similarity, index = (chunk @ bank.T).topk(k, dim=1)  # (q, k)
-        weights = (similarity / temperature).exp()
-        votes = torch.zeros(len(chunk), num_classes, device=chunk.device, dtype=weights.dtype)
-        votes.scatter_add_(1, bank_labels[index], weights)
-        predictions.append(votes.argmax(dim=1))
-    return torch.cat(predictions)
+# Queries are scored this many at a time, so the (queries x bank) similarities stay small.
+QUERY_CHUNK = 1024
 
 
 class _EpochMonitor(Callback):
@@ -221,14 +201,29 @@ class WeightedKNN(_EpochMonitor):
         self.k = k
         self.temperature = temperature
 
+    def predict(self, queries: Tensor, bank: Tensor, bank_labels: Tensor) -> Tensor:
+        """Class predicted for each query ``(Q, F)`` by a weighted vote of its ``k`` most
+        cosine-similar bank entries ``(N, F)`` labelled ``bank_labels`` (Wu et al., 2018): each
+        neighbour adds ``exp(similarity / temperature)`` to its class. Returns ``(Q,)`` class
+        indices (only classes the bank holds can win a vote)."""
+        bank = F.normalize(bank, dim=1)
+        k = min(self.k, len(bank))
+        num_classes = int(bank_labels.max()) + 1
+        predictions = []
+        for chunk in F.normalize(queries, dim=1).split(QUERY_CHUNK):
+            similarity, index = (chunk @ bank.T).topk(k, dim=1)  # (q, k)
+            weights = (similarity / self.temperature).exp()
+            votes = torch.zeros(len(chunk), num_classes, device=chunk.device, dtype=weights.dtype)
+            votes.scatter_add_(1, bank_labels[index], weights)
+            predictions.append(votes.argmax(dim=1))
+        return torch.cat(predictions)
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.due(trainer):
             return
         bank, bank_labels = embed(trainer, pl_module.encoder, self.loader(trainer, "train"))
         queries, labels = embed(trainer, pl_module.encoder, self.loader(trainer, self.split))
-        predicted = weighted_knn_predict(
-            queries, bank, bank_labels, trainer.datamodule.num_classes, self.k, self.temperature
-        )
+        predicted = self.predict(queries, bank, bank_labels)
         self.record(pl_module, f"{self.split}/knn_acc", (predicted == labels).float().mean().item())
 
     def state_dict(self) -> dict:

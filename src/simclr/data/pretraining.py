@@ -19,7 +19,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from torchvision.transforms import v2
 
 from simclr.data.augment.batch_augment import BatchAugmentation
-from simclr.data.augment.crop_first import decode_views, read_crop_first, require_cuda
+from simclr.data.augment.crop_first import read_crop_first, require_cuda
 from simclr.data.augment.transforms import (
     AugmentSettings,
     MultiViewTransform,
@@ -27,10 +27,11 @@ from simclr.data.augment.transforms import (
     simclr_augmentation,
 )
 from simclr.data.containers import LabelledSplits, Transformed
+from simclr.data.device_views import views_after_transfer
 from simclr.data.image_files import undecodable_in
 from simclr.data.loaders import LoaderSettings, make_loader, world_size
 from simclr.data.previews import preview_views
-from simclr.data.resumable import DataStream, SeededViews, derived_seed
+from simclr.data.resumable import DataStream, SeededViews
 from simclr.data.sources import DATASETS, load_dataset
 from simclr.errors import ConfigError
 from simclr.models.backbones import SMALL_IMAGE_MAX_SIZE
@@ -259,35 +260,9 @@ class SimCLRDataModule(L.LightningDataModule):
         return self.batch_augmentation.to(device)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """With ``augment_on_device``, turns a training batch of uint8 images into V views
-        drawn per image by :class:`~simclr.data.augment.batch_augment.BatchAugmentation`, on
-        the device."""
-        if not self.views_on_device():
-            return batch
-        images, labels = batch
-        # Only the pre-training loader yields uint8 images (or crops, or JPEG bytes) here; the
-        # monitors' labelled batches (float, already transformed) pass through untouched.
-        cropped = self.pipeline != "per_image"
-        if isinstance(images, dict):  # device_decode: JPEG bytes and crop boxes
-            inputs = decode_views(images, self.image_size, labels.device)
-        elif cropped and isinstance(images, list):  # crop_first: V uint8 views
-            inputs = images
-        elif not cropped and isinstance(images, Tensor) and images.dtype == torch.uint8:
-            inputs = [images] * self.num_views
-        else:
-            return batch
-        augment = self.batch_augmenter(labels.device)
-        # Drawn from (seed, epoch, batch of the epoch, view), not the device's global
-        # generator, so that a resumed run draws the views an uninterrupted one would.
-        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current.ready
-        generator = torch.Generator(device=labels.device)
-        views = []
-        for view in range(self.num_views):
-            generator.manual_seed(
-                derived_seed(self.stream.seed, self.trainer.current_epoch, progress, view)
-            )
-            views.append(augment(inputs[view], generator, cropped=cropped))
-        return views, labels
+        """With ``augment_on_device``, turns a training batch into V views drawn on the device
+        (:func:`~simclr.data.device_views.views_after_transfer`); other batches pass through."""
+        return views_after_transfer(self, batch) if self.views_on_device() else batch
 
     def preview_views(self, count: int) -> list[Tensor]:
         """V views ``(n, 3, S, S)`` of the first ``n <= count`` pre-training images, drawn by

@@ -112,23 +112,26 @@ def build_backbone(name: str, image_size: int, **options) -> tuple[nn.Module, in
     return BACKBONES[name](image_size=image_size, **options)
 
 
-def _headless_torchvision(model: torchvision.models.ResNet, small_stem: bool):
-    feature_dim = model.fc.in_features
-    model.fc = nn.Identity()
-    if small_stem:
-        model.conv1 = nn.Conv2d(3, model.conv1.out_channels, 3, stride=1, padding=1, bias=False)
-        model.maxpool = nn.Identity()
-    return model, feature_dim
+def _resnet_builder(make: Callable[..., tuple[nn.Module, int]], default_width: float, doc: str):
+    """A builder with the options every ResNet built here takes: ``make(width, small_stem,
+    depthwise, zero_init_residual)`` gives ``(encoder, feature_dim)``; the image size
+    decides the stem unless ``small_stem`` is given."""
 
-
-def _torchvision_builder(name: str) -> BackboneBuilder:
     def build(
         image_size: int,
         small_stem: bool | None = None,
-        width: float = 1.0,
+        width: float = default_width,
         depthwise: bool = False,
         zero_init_residual: bool = True,
-    ):
+    ) -> tuple[nn.Module, int]:
+        return make(width, use_small_stem(image_size, small_stem), depthwise, zero_init_residual)
+
+    build.__doc__ = doc
+    return build
+
+
+def _torchvision_resnet(name: str):
+    def make(width: float, small_stem: bool, depthwise: bool, zero_init_residual: bool):
         if width != 1 or depthwise:
             raise ConfigError(
                 f"backbone {name!r} is torchvision's fixed-width ResNet: width must be 1 and "
@@ -137,44 +140,45 @@ def _torchvision_builder(name: str) -> BackboneBuilder:
         model = getattr(torchvision.models, name)(
             weights=None, zero_init_residual=zero_init_residual
         )
-        return _headless_torchvision(model, use_small_stem(image_size, small_stem))
+        feature_dim = model.fc.in_features
+        model.fc = nn.Identity()
+        if small_stem:
+            model.conv1 = nn.Conv2d(3, model.conv1.out_channels, 3, 1, padding=1, bias=False)
+            model.maxpool = nn.Identity()
+        return model, feature_dim
 
-    build.__doc__ = f"torchvision's {name} without its classifier."
-    return build
+    return make
 
 
 for _name in ("resnet18", "resnet34", "resnet50"):
-    BACKBONES.register(_name)(_torchvision_builder(_name))
+    _builder = _resnet_builder(
+        _torchvision_resnet(_name), 1.0, f"torchvision's {_name} without its classifier."
+    )
+    BACKBONES.register(_name)(_builder)
 
 
-@BACKBONES.register("resnet50_w1", "wide_resnet50")
-@BACKBONES.register("resnet50_w2")
-@BACKBONES.register("resnet50_w4")
-def wide_resnet50(
-    image_size: int,
-    small_stem: bool | None = None,
-    width: int = 1,
-    depthwise: bool = False,
-    zero_init_residual: bool = True,
-):
-    """The paper's ResNet-50 (width x1, x2, x4: 24M, 94M, 375M parameters)."""
+def _wide_resnet50(width: int, small_stem: bool, depthwise: bool, zero_init_residual: bool):
     WIDE_RESNET_WIDTH.check(width)
-    small_stem = use_small_stem(image_size, small_stem)
     model = ScaledResNet(Bottleneck, (3, 4, 6, 3), width, small_stem, depthwise, zero_init_residual)
     return model, model.feature_dim
 
 
-@BACKBONES.register("resnet18_slim", "slim_resnet18")
-def slim_resnet18(
-    image_size: int,
-    small_stem: bool | None = None,
-    width: float = 0.25,
-    depthwise: bool = False,
-    zero_init_residual: bool = True,
-):
-    """ResNet-18 with every layer's channels scaled by ``0 < width <= 1`` (CPU-sized)."""
+def _slim_resnet18(width: float, small_stem: bool, depthwise: bool, zero_init_residual: bool):
     if not 0 < width <= 1:
         raise ConfigError(f"resnet18_slim width must be in (0, 1], got {width!r}")
-    small_stem = use_small_stem(image_size, small_stem)
     model = ScaledResNet(BasicBlock, (2, 2, 2, 2), width, small_stem, depthwise, zero_init_residual)
     return model, model.feature_dim
+
+
+wide_resnet50 = _resnet_builder(
+    _wide_resnet50, 1, "The paper's ResNet-50 (width x1, x2, x4: 24M, 94M, 375M parameters)."
+)
+slim_resnet18 = _resnet_builder(
+    _slim_resnet18,
+    0.25,
+    "ResNet-18 with every layer's channels scaled by ``0 < width <= 1`` (CPU-sized).",
+)
+BACKBONES.register("resnet50_w1", "wide_resnet50")(wide_resnet50)
+BACKBONES.register("resnet50_w2")(wide_resnet50)
+BACKBONES.register("resnet50_w4")(wide_resnet50)
+BACKBONES.register("resnet18_slim", "slim_resnet18")(slim_resnet18)

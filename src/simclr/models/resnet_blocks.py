@@ -19,55 +19,55 @@ def _conv3x3(in_ch: int, out_ch: int, stride: int, depthwise: bool) -> nn.Conv2d
     return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, groups=groups, bias=False)
 
 
-class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with an identity (or 1x1 projection) shortcut."""
+class _ResidualBlock(nn.Module):
+    """Convolutions ``conv1 .. convN``, each followed by BatchNorm ``bn1 .. bnN`` and a ReLU
+    (the last ReLU after the shortcut is added), with an identity or 1x1 projection shortcut
+    ``downsample``. The names are those of torchvision's blocks and of every checkpoint."""
 
     expansion = 1
 
-    def __init__(self, in_ch: int, planes: int, stride: int, depthwise: bool = False):
+    def __init__(self, convs: Sequence[nn.Conv2d], in_ch: int, stride: int):
         super().__init__()
-        self.conv1 = _conv3x3(in_ch, planes, stride, depthwise)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = _conv3x3(planes, planes, 1, depthwise)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = _shortcut(in_ch, planes, stride)
+        for index, conv in enumerate(convs, start=1):
+            setattr(self, f"conv{index}", conv)
+            setattr(self, f"bn{index}", nn.BatchNorm2d(conv.out_channels))
+        self.depth = len(convs)
+        self.downsample = _shortcut(in_ch, convs[-1].out_channels, stride)
 
     @property
     def residual_norm(self) -> nn.BatchNorm2d:
         """The residual branch's last BatchNorm (zero-initialised: the block starts as identity)."""
-        return self.bn2
+        return getattr(self, f"bn{self.depth}")
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        out = x
+        for index in range(1, self.depth + 1):
+            out = getattr(self, f"bn{index}")(getattr(self, f"conv{index}")(out))
+            if index < self.depth:
+                out = F.relu(out)
         return F.relu(out + self.downsample(x))
 
 
-class Bottleneck(nn.Module):
+class BasicBlock(_ResidualBlock):
+    """Two 3x3 convolutions with an identity (or 1x1 projection) shortcut."""
+
+    def __init__(self, in_ch: int, planes: int, stride: int, depthwise: bool = False):
+        convs = [_conv3x3(in_ch, planes, stride, depthwise), _conv3x3(planes, planes, 1, depthwise)]
+        super().__init__(convs, in_ch, stride)
+
+
+class Bottleneck(_ResidualBlock):
     """1x1 reduce, 3x3 (optionally depth-wise), 1x1 expand by 4, with a shortcut."""
 
     expansion = 4
 
     def __init__(self, in_ch: int, planes: int, stride: int, depthwise: bool = False):
-        super().__init__()
-        out_ch = planes * self.expansion
-        self.conv1 = nn.Conv2d(in_ch, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = _conv3x3(planes, planes, stride, depthwise)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, out_ch, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(out_ch)
-        self.downsample = _shortcut(in_ch, out_ch, stride)
-
-    @property
-    def residual_norm(self) -> nn.BatchNorm2d:
-        return self.bn3
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = F.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return F.relu(out + self.downsample(x))
+        convs = [
+            nn.Conv2d(in_ch, planes, 1, bias=False),
+            _conv3x3(planes, planes, stride, depthwise),
+            nn.Conv2d(planes, planes * self.expansion, 1, bias=False),
+        ]
+        super().__init__(convs, in_ch, stride)
 
 
 def _shortcut(in_ch: int, out_ch: int, stride: int) -> nn.Module:

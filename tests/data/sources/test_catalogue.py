@@ -29,3 +29,17 @@ def test_digits_and_fake_no_longer_ignore_unknown_options(name, tmp_path):
 def test_known_options_still_reach_the_loader(tmp_path):
     splits = load_dataset("fake", str(tmp_path), 8, options={"num_train": 5, "num_classes": 3})
     assert len(splits.train) == 5 and splits.num_classes == 3
+
+
+def test_the_split_seed_reaches_every_loader_that_draws_splits(tmp_path):
+    first = load_dataset("digits", str(tmp_path), 8, options={"split_seed": 1})
+    again = load_dataset("digits", str(tmp_path), 8, options={"split_seed": 1})
+    other = load_dataset("digits", str(tmp_path), 8, options={"split_seed": 2})
+    assert first.test.labels.tolist() == again.test.labels.tolist()
+    assert not (first.test.images == other.test.images).all()
+    assert "split_seed" in loader_options("imagefolder")
+
+
+def test_streaming_shards_refuse_a_split_seed_their_splits_were_drawn_before(tmp_path):
+    with pytest.raises(ConfigError, match=r"data\.options\.split_seed=3: .*--split-seed"):
+        load_dataset("streaming", str(tmp_path), 32, options={"split_seed": 3})

@@ -29,6 +29,7 @@ from data_files import (
 )
 from simclr.data import ImageFiles, SimCLRDataModule, UndecodableImageError, balanced_subset
 from simclr.data.sources import (
+    Source,
     load_cifar10,
     load_cifar100,
     load_image_folder,
@@ -71,7 +72,7 @@ def as_array(image) -> np.ndarray:
 def test_cifar10_reads_the_pickle_batches(tmp_path, monkeypatch):
     written = write_cifar10(tmp_path)
     accept_files(monkeypatch, CIFAR10, written["folder"])
-    splits = load_cifar10(str(tmp_path), 32, download=False, val_fraction=0.2, split_seed=1)
+    splits = load_cifar10(Source(str(tmp_path), 32, split_seed=1), val_fraction=0.2)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (40, 10, 10)
     assert splits.num_classes == 10 and splits.class_names[0] == "airplane"
     assert splits.unlabeled is None
@@ -86,7 +87,7 @@ def test_cifar10_reads_the_pickle_batches(tmp_path, monkeypatch):
     expected = zip(written["train_images"], written["train_labels"], strict=True)
     assert all(seen[bytes(image)] == label for image, label in expected)
     # The held-out split is fixed by the seed.
-    again = load_cifar10(str(tmp_path), 32, download=False, val_fraction=0.2, split_seed=1)
+    again = load_cifar10(Source(str(tmp_path), 32, split_seed=1), val_fraction=0.2)
     assert torch.equal(again.val.images, splits.val.images)
     # Fine-tuning's label fractions draw from these labels: half of each class's four.
     subset = balanced_subset(splits.train.labels, 0.5, seed=0)
@@ -96,7 +97,7 @@ def test_cifar10_reads_the_pickle_batches(tmp_path, monkeypatch):
 def test_cifar100_uses_the_fine_labels(tmp_path, monkeypatch):
     written = write_cifar100(tmp_path)
     accept_files(monkeypatch, CIFAR100, written["folder"])
-    splits = load_cifar100(str(tmp_path), 32, download=False, val_fraction=0.2)
+    splits = load_cifar100(Source(str(tmp_path), 32), val_fraction=0.2)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (32, 8, 8)
     assert splits.num_classes == 100 and splits.class_names[3] == "fine_3"
     assert sorted(set(splits.train.labels.tolist())) == [3, 28, 53, 78]
@@ -108,7 +109,7 @@ def test_cifar100_uses_the_fine_labels(tmp_path, monkeypatch):
 def test_the_official_checksums_still_guard_real_users(tmp_path):
     write_cifar10(tmp_path)  # not the official files, and no sums replaced
     with pytest.raises(DataError) as error:
-        load_cifar10(str(tmp_path), 32, download=False)
+        load_cifar10(Source(str(tmp_path), 32))
     message = str(error.value)
     assert "do not match the official MD5 sums" in message
     assert "data_batch_1" in message and "data.download=true" in message
@@ -121,7 +122,7 @@ def test_an_archive_alone_is_extracted(tmp_path, monkeypatch):
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(written["folder"], arcname="cifar-10-batches-py")
     accept_files(monkeypatch, CIFAR10, written["folder"], archive)
-    splits = load_cifar10(str(archive.parent), 32, download=False, val_fraction=0.2)
+    splits = load_cifar10(Source(str(archive.parent), 32), val_fraction=0.2)
     assert len(splits.test) == 10
     assert (archive.parent / "cifar-10-batches-py" / "data_batch_5").is_file()
 
@@ -142,7 +143,7 @@ def test_missing_files_without_download_name_what_is_expected(
 
     monkeypatch.setattr(module, "download_and_extract_archive", no_network)
     with pytest.raises(DataError) as error:
-        loader(str(tmp_path), 32, download=False)
+        loader(Source(str(tmp_path), 32))
     message = str(error.value)
     assert f"{title} not found" in message and str(tmp_path / folder) in message
     assert "data.download=true" in message and ".tar.gz" in message
@@ -164,7 +165,7 @@ def test_download_without_a_network_is_a_data_error(loader, title, module, tmp_p
 
     monkeypatch.setattr(module, "download_and_extract_archive", offline)
     with pytest.raises(DataError) as error:
-        loader(str(tmp_path), 32, download=True)
+        loader(Source(str(tmp_path), 32, download=True))
     message = str(error.value)
     assert calls and f"could not download {title}" in message
     assert "name resolution" in message and str(tmp_path) in message
@@ -189,7 +190,7 @@ def test_cifar_pretraining_yields_views_of_the_configured_size(tmp_path, monkeyp
 def test_stl10_reads_the_binary_files(tmp_path, monkeypatch):
     written = write_stl10(tmp_path)
     accept_files(monkeypatch, STL10, written["folder"])
-    splits = load_stl10(str(tmp_path), 96, download=False, val_fraction=0.5)
+    splits = load_stl10(Source(str(tmp_path), 96), val_fraction=0.5)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (10, 10, 10)
     assert len(splits.unlabeled) == 12
     assert set(splits.unlabeled.labels.tolist()) == {-1}
@@ -247,7 +248,7 @@ def test_pretrain_split_must_exist_and_never_be_test(tmp_path, monkeypatch):
 
 def test_image_folder_reads_png_and_jpeg_in_class_folders(tmp_path):
     written = write_image_folder(tmp_path, classes=("cat", "dog", "fox"), per_class=8)
-    splits = load_image_folder(str(tmp_path), 32, val_fraction=0.25, test_fraction=0.25)
+    splits = load_image_folder(Source(str(tmp_path), 32), val_fraction=0.25, test_fraction=0.25)
     assert splits.class_names == ["cat", "dog", "fox"] and splits.num_classes == 3
     for split in (splits.train, splits.val, splits.test):
         assert torch.bincount(split.labels, minlength=3).tolist() == [len(split) // 3] * 3
@@ -266,26 +267,26 @@ def test_image_folder_reads_png_and_jpeg_in_class_folders(tmp_path):
 def test_train_and_val_folders_val_is_the_test_split(tmp_path):
     write_image_folder(tmp_path / "train", per_class=10)
     write_image_folder(tmp_path / "val", per_class=3)
-    splits = load_image_folder(str(tmp_path), 32, val_fraction=0.2)
+    splits = load_image_folder(Source(str(tmp_path), 32), val_fraction=0.2)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (16, 4, 6)
     assert all("/val/" in path for path in splits.test.paths)
     assert all("/train/" in path for path in (*splits.train.paths, *splits.val.paths))
     assert not set(splits.train.paths) & set(splits.val.paths)
     # With a test/ folder as well, val/ is the validation split.
     write_image_folder(tmp_path / "test", per_class=2)
-    splits = load_image_folder(str(tmp_path), 32)
+    splits = load_image_folder(Source(str(tmp_path), 32))
     assert (len(splits.train), len(splits.val), len(splits.test)) == (20, 6, 4)
 
 
 def test_imagenet_layout(tmp_path):
     with pytest.raises(DataError, match=r"expected train/<class>/\*\.JPEG and val/"):
-        load_imagenet(str(tmp_path), 224)
+        load_imagenet(Source(str(tmp_path), 224))
     write_image_folder(tmp_path / "train", classes=("n01440764", "n01443537"), per_class=10)
     write_image_folder(tmp_path / "val", classes=("n01440764", "n01443537"), per_class=2)
-    splits = load_imagenet(str(tmp_path), 224, val_fraction=0.1)
+    splits = load_imagenet(Source(str(tmp_path), 224), val_fraction=0.1)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (18, 2, 4)
     with pytest.raises(ConfigError, match="cannot be downloaded"):
-        load_imagenet(str(tmp_path), 224, download=True)
+        load_imagenet(Source(str(tmp_path), 224, download=True))
 
 
 @pytest.mark.parametrize(
@@ -315,7 +316,7 @@ def test_image_folder_layout_errors(tmp_path, make, expected):
     root = tmp_path / "images"
     make(root)
     with pytest.raises(DataError, match=expected):
-        load_image_folder(str(root), 32)
+        load_image_folder(Source(str(root), 32))
 
 
 def corrupt_folder(root: Path) -> tuple[Path, Path]:

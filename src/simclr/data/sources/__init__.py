@@ -2,7 +2,7 @@
 registered in :data:`DATASETS` by its module below."""
 
 from simclr.data.sources import image_folders, imagenet, streaming, synthetic, torchvision_sets
-from simclr.data.sources.catalogue import DATASETS, load_dataset, loader_options
+from simclr.data.sources.catalogue import DATASETS, Source, load_dataset, loader_options
 from simclr.data.sources.image_folders import load_image_folder, scan_class_folders
 from simclr.data.sources.imagenet import load_imagenet
 from simclr.data.sources.synthetic import load_digits, load_fake
@@ -10,6 +10,7 @@ from simclr.data.sources.torchvision_sets import load_cifar10, load_cifar100, lo
 
 __all__ = [
     "DATASETS",
+    "Source",
     "image_folders",
     "imagenet",
     "load_cifar10",

@@ -1,14 +1,17 @@
 """The data-set registry and the one way to call a loader.
 
-A loader ``(root, image_size, download=..., **options) -> LabelledSplits`` is registered under
-the ``data.name`` that chooses it; its own options come from ``data.options``. An option the
-loader does not take is refused, naming it, before anything is read.
+A loader ``(source: Source, **options) -> LabelledSplits`` is registered under the
+``data.name`` that chooses it. :class:`Source` holds what every loader is given (``data.root``,
+``data.image_size``, ``data.download`` and ``data.options.split_seed``); the loader's own
+options come from the rest of ``data.options``. An option the loader does not take is refused,
+naming it, before anything is read.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from simclr.data.containers import LabelledSplits
 from simclr.errors import ConfigError
@@ -17,14 +20,27 @@ from simclr.registry import Registry
 DatasetLoader = Callable[..., LabelledSplits]
 DATASETS: Registry[DatasetLoader] = Registry("data set", "data.name")
 
-# What the DataModule passes to every loader; the rest are the loader's data.options.
-COMMON_ARGUMENTS = ("root", "image_size", "download")
+# The one data.options entry every loader is given, inside its Source.
+SPLIT_SEED = "split_seed"
+
+
+@dataclass(frozen=True)
+class Source:
+    """What every loader is given. ``root``: where its files are (or go, when downloaded);
+    ``image_size``: the side of the images made in memory (loaders of files leave resizing to
+    the transforms); ``download``: whether missing files may be fetched; ``split_seed``: the
+    seed of every split the loader draws (the splits stay fixed when the run's seed changes)."""
+
+    root: str
+    image_size: int
+    download: bool = False
+    split_seed: int = 0
 
 
 def loader_options(name: str) -> list[str]:
     """The ``data.options`` that data set ``name``'s loader takes."""
-    parameters = inspect.signature(DATASETS[name]).parameters
-    return [p for p in parameters if p not in COMMON_ARGUMENTS]
+    parameters = list(inspect.signature(DATASETS[name]).parameters)[1:]
+    return [*parameters, SPLIT_SEED]
 
 
 def load_dataset(
@@ -39,4 +55,5 @@ def load_dataset(
             f"data.options.{unknown[0]}: data set {name!r} takes no option "
             f"{', '.join(map(repr, unknown))}; its options: {', '.join(valid) or 'none'}"
         )
-    return DATASETS[name](root, image_size, download=download, **options)
+    source = Source(root, image_size, download, options.pop(SPLIT_SEED, 0))
+    return DATASETS[name](source, **options)

@@ -9,7 +9,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from simclr.data.containers import LabelledSplits
 from simclr.data.image_files import ImageFiles
-from simclr.data.sources.catalogue import DATASETS
+from simclr.data.sources.catalogue import DATASETS, Source
 from simclr.data.splits import hold_out
 from simclr.errors import ConfigError, DataError
 
@@ -85,12 +85,9 @@ def scan_class_folders(
 
 @DATASETS.register("imagefolder")
 def load_image_folder(
-    root: str,
-    image_size: int,
-    download: bool = False,
+    source: Source,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
-    split_seed: int = 0,
     skip_corrupt: bool = False,
 ) -> LabelledSplits:
     """Images in class folders (``<class>/<any depth>/<image>``), in one of two layouts.
@@ -106,12 +103,12 @@ def load_image_folder(
     Class indices follow the sorted class-folder names of the training folder. Images are
     decoded when read (see :class:`ImageFiles` for corrupt files and ``skip_corrupt``).
     """
-    if download:
+    if source.download:
         raise ConfigError(
             "data.download=true: an image folder cannot be downloaded; set data.download=false"
             " and data.root to the folder"
         )
-    root_path = Path(root).expanduser().resolve()
+    root_path = Path(source.root).expanduser().resolve()
     if not root_path.is_dir():
         raise DataError(
             f"image folder {root_path} does not exist; set data.root to a folder of class "
@@ -126,7 +123,7 @@ def load_image_folder(
                 "data.options.val_fraction": val_fraction,
                 "data.options.test_fraction": test_fraction,
             },
-            split_seed,
+            source.split_seed,
             str(root_path),
         )
         return LabelledSplits(train, val, test, len(classes), class_names=classes)
@@ -144,7 +141,7 @@ def load_image_folder(
     if val is None:
         fractions = {"data.options.val_fraction": val_fraction, **fractions}
     if fractions:
-        train, *held = hold_out(train, fractions, split_seed, str(train_dir))
+        train, *held = hold_out(train, fractions, source.split_seed, str(train_dir))
         val = held[0] if val is None else val
         test = held[-1] if test is None else test
     return LabelledSplits(train, val, test, len(classes), class_names=classes)

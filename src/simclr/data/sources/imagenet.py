@@ -6,28 +6,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from simclr.data.containers import LabelledSplits
-from simclr.data.sources.catalogue import DATASETS
+from simclr.data.sources.catalogue import DATASETS, Source
 from simclr.data.sources.image_folders import load_image_folder
 from simclr.errors import ConfigError, DataError
 
 
 @DATASETS.register("imagenet")
 def load_imagenet(
-    root: str,
-    image_size: int,
-    download: bool = False,
-    val_fraction: float = 0.01,
-    split_seed: int = 0,
-    skip_corrupt: bool = False,
+    source: Source, val_fraction: float = 0.01, skip_corrupt: bool = False
 ) -> LabelledSplits:
     """ILSVRC-2012 in the image-folder layout: ``root/train/<wnid>/`` and ``root/val/<wnid>/``.
     ``val/`` is the test split; ``val`` is a stratified ``val_fraction`` of ``train/``."""
-    if download:
+    if source.download:
         raise ConfigError(
             "data.download=true: ImageNet cannot be downloaded automatically (its licence "
             "needs a sign-up at https://image-net.org); set data.download=false"
         )
-    root_path = Path(root).expanduser().resolve()
+    root_path = Path(source.root).expanduser().resolve()
     # A root that does not exist is the image-folder loader's to report, as for any folder.
     if root_path.is_dir() and not all((root_path / s).is_dir() for s in ("train", "val")):
         raise DataError(
@@ -36,10 +31,4 @@ def load_imagenet(
             "class folders). ImageNet cannot be downloaded automatically: get it from "
             "https://image-net.org, put it there, or set data.root to its folder."
         )
-    return load_image_folder(
-        root,
-        image_size,
-        val_fraction=val_fraction,
-        split_seed=split_seed,
-        skip_corrupt=skip_corrupt,
-    )
+    return load_image_folder(source, val_fraction=val_fraction, skip_corrupt=skip_corrupt)

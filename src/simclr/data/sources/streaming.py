@@ -4,15 +4,13 @@ or an object-store URI (``s3://bucket/prefix``, ``gs://`` ...) with litdata."""
 from __future__ import annotations
 
 from simclr.data.containers import LabelledSplits
-from simclr.data.sources.catalogue import DATASETS
+from simclr.data.sources.catalogue import DATASETS, Source
 from simclr.errors import ConfigError
 
 
 @DATASETS.register("streaming")
 def load_streaming(
-    root: str,
-    image_size: int,
-    download: bool = False,
+    source: Source,
     cache_dir: str | None = None,
     max_cache_size: str | None = None,
     storage_options: dict | None = None,
@@ -24,11 +22,17 @@ def load_streaming(
     from simclr.data.streaming.manifest import SPLITS, load_complete_manifest, split_dir
     from simclr.data.streaming.reader import ShardSplit
 
-    if download:
+    if source.download:
         raise ConfigError(
             "data.download=true: shards are written by python -m simclr.data.prepare, not "
             "downloaded; set data.download=false"
         )
+    if source.split_seed != 0:
+        raise ConfigError(
+            f"data.options.split_seed={source.split_seed}: the shards' splits were drawn when "
+            "they were written; give python -m simclr.data.prepare --split-seed instead"
+        )
+    root = source.root
     options = {
         "cache_dir": cache_dir,
         "max_cache_size": max_cache_size,

@@ -28,7 +28,7 @@ from torchvision import datasets as tv_datasets
 from torchvision.datasets.utils import check_integrity, extract_archive
 
 from simclr.data.containers import LabelledSplits, TensorImages
-from simclr.data.sources.catalogue import DATASETS
+from simclr.data.sources.catalogue import DATASETS, Source
 from simclr.data.splits import hold_out
 from simclr.errors import DataError
 
@@ -163,17 +163,11 @@ def _register(name: str, files: TorchvisionFiles, read, doc: str):
     labelled training images, test images, class names and unlabelled images (or None); the
     loader holds a stratified ``val_fraction`` of the training images out as ``val``."""
 
-    def load(
-        root: str,
-        image_size: int,
-        download: bool = True,
-        val_fraction: float = 0.1,
-        split_seed: int = 0,
-    ) -> LabelledSplits:
-        labelled, test, classes, unlabeled = read(files, root, download)
-        source = f"the {files.title} {'' if unlabeled is None else 'labelled '}training set"
+    def load(source: Source, val_fraction: float = 0.1) -> LabelledSplits:
+        labelled, test, classes, unlabeled = read(files, source.root, source.download)
+        name_of_set = f"the {files.title} {'' if unlabeled is None else 'labelled '}training set"
         fraction = {"data.options.val_fraction": val_fraction}
-        train, val = hold_out(labelled, fraction, split_seed, source)
+        train, val = hold_out(labelled, fraction, source.split_seed, name_of_set)
         return LabelledSplits(train, val, test, files.num_classes, unlabeled, classes)
 
     load.__name__ = load.__qualname__ = f"load_{name}"
