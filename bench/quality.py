@@ -18,7 +18,8 @@ One evaluator scores every encoder on the digits test split, with the determinis
 evaluation transform: weighted k-NN (k = 200, T = 0.1, cosine similarity, bank = the
 training split; Wu et al., 2018) and a logistic-regression classifier on standardised
 features (statistics of the training split) trained on 10 labels per class, the mean over 5
-draws of those labels. Raw pixels and a randomly initialised encoder are the floors.
+draws of those labels. Raw pixels (at the run's image size and at 32 px, the better of the
+two) and a randomly initialised encoder are the floors.
 
 Prints ``name: value`` lines; means over seeds with their standard deviation (``_std``).
 """
@@ -39,6 +40,8 @@ from torch import Tensor, nn
 
 ROOT = Path(__file__).resolve().parents[1]
 KNN_K, KNN_TEMPERATURE = 200, 0.1
+# The raw-pixel floor is also scored at this size (the digits config's), whatever the run's.
+RAW_PIXELS_SIZE = 32
 LABELS_PER_CLASS, LABEL_DRAWS = 10, 5
 # Monitors and pictures cost time and do not touch the weights (they train on detached
 # features with their own optimiser); the checkpoint callback stays, it gives us last.ckpt.
@@ -134,6 +137,22 @@ class Evaluator:
 
     def score_encoder(self, encoder: nn.Module) -> dict[str, float]:
         return self.score(lambda images: encode(encoder, images))
+
+
+def raw_pixel_floor(evaluator: Evaluator, base: list[str], scratch: Path) -> dict[str, float]:
+    """Raw pixels scored at the config's image size and at the digits config's 32 px, each
+    measure the better of the two: an encoder trained on smaller images must beat the pixels
+    at the larger size too."""
+    evaluators = {evaluator.train_images.shape[-1]: evaluator}
+    if RAW_PIXELS_SIZE not in evaluators:
+        overrides = [*base, f"data.image_size={RAW_PIXELS_SIZE}"]
+        evaluators[RAW_PIXELS_SIZE] = Evaluator(compose(overrides, scratch / "raw_pixels"))
+    best: dict[str, float] = {}
+    for size, sized in sorted(evaluators.items()):
+        for name, value in sized.score(lambda images: images).items():
+            report(f"raw_pixels_{size}px_{name}", value)
+            best[name] = max(best.get(name, 0.0), value)
+    return best
 
 
 # --- the two pre-trainings ---------------------------------------------------------------
@@ -288,9 +307,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         base = [f"experiment={args.experiment}", *QUIET, *args.overrides]
+        if args.ckpt:  # the checkpoint's images are scored at the size it was trained at
+            from simclr.models import read_encoder
+
+            base.append(f"data.image_size={read_encoder(args.ckpt).image_size}")
         cfg = compose(base, Path(scratch) / "compose")
         evaluator = Evaluator(cfg)
-        floors = {"raw_pixels": evaluator.score(lambda images: images)}
+        floors = {"raw_pixels": raw_pixel_floor(evaluator, base, Path(scratch))}
         if args.ckpt:
             scores = evaluator.score_encoder(load_encoder(args.ckpt))
             for name, value in scores.items():
