@@ -58,6 +58,10 @@ class SimCLRModule(L.LightningModule):
             weights' steps to their gradients' size, so this changes only the steps of the
             biases and BatchNorm parameters, which it does not adapt (twice as large for V = 2).
             The logged ``train/loss`` is the paper's mean either way.
+        view_passes: ``False`` (the official code): one encoder pass over all V x N views,
+            so BatchNorm normalises them together; ``True``: one pass per view, each view
+            normalised by its own batch statistics, as the examples of lightly and solo-learn
+            do (one pass over a whole micro-batch with gradient caching: not combinable).
     """
 
     def __init__(
@@ -77,11 +81,18 @@ class SimCLRModule(L.LightningModule):
         compile_encoder: bool = False,
         activation_checkpointing: bool | str = "auto",
         sum_over_views: bool = False,
+        view_passes: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
         NUM_VIEWS.check(num_views)
         MICRO_BATCH_SIZE.check(micro_batch_size)
+        if view_passes and micro_batch_size is not None:
+            raise ConfigError(
+                "model.view_passes=true forwards each view of the whole batch in its own pass; "
+                "gradient caching (model.micro_batch_size) forwards micro-batches of all views: "
+                "set one of them to its default (false, null)"
+            )
         ACTIVATION_CHECKPOINTING.check(activation_checkpointing)
         # Gradient caching runs its own backward passes.
         self.automatic_optimization = micro_batch_size is None
@@ -151,7 +162,10 @@ class SimCLRModule(L.LightningModule):
         views, labels = batch  # V tensors (N, 3, H, W)
         if self.automatic_optimization:
             num_views, num_images = len(views), views[0].shape[0]
-            h, z = self._encode(torch.cat(views))  # one pass over all VN views
+            if self.hparams.view_passes:  # one pass per view, each normalised alone
+                h, z = (torch.cat(parts) for parts in zip(*map(self._encode, views), strict=True))
+            else:  # one pass over all VN views
+                h, z = self._encode(torch.cat(views))
             loss, accuracy = self.criterion(z.view(num_views, num_images, -1))
             features = h[:num_images].detach()
         else:
