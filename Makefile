@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-train: $(STAMP) ## Pre-train SimCLR on the offline digits data set (about 8 minutes on a 2-core CPU)
+train: $(STAMP) ## Pre-train SimCLR on the offline digits data set (about 5.5 minutes on a 2-core CPU)
 	$(BIN)/python train.py experiment=digits_quick
 
 test: $(STAMP) ## Run the fast test suite
@@ -47,7 +47,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
-quality: $(BENCH_STAMP) ## Encoder quality against a lightly-built peer at equal budget, 3 seeds (< 30 min)
+quality: $(BENCH_STAMP) ## Encoder quality against a lightly-built peer at equal budget, 3 seeds (about 40 min)
 	$(BIN)/python bench/quality.py --seeds 3
 
 bench-data: $(BENCH_STAMP) ## Views/s per CPU core from JPEG folders: each pipeline and lightly's (< 10 min)
