@@ -112,3 +112,23 @@ def save_pretrain_checkpoint(path: Path, backbone: dict, image_size: int = 32):
         model.train()(torch.randn(8, 3, image_size, image_size))
     torch.save({"hyper_parameters": dict(model.hparams), "state_dict": model.state_dict()}, path)
     return model
+
+
+def tiny_simclr_module(image_size: int, batch_size: int, **options):
+    """A seeded SimCLRModule small enough for step-level tests (slim ResNet-18 at width 1/8,
+    SGD, no warm-up, temperature 0.2); ``options`` are further SimCLRModule arguments."""
+    import torch
+
+    from simclr.models import SimCLRModule
+
+    torch.manual_seed(0)
+    return SimCLRModule(
+        backbone={"name": "slim_resnet18", "width": 0.125},
+        head={"hidden_dim": 32, "output_dim": 16},
+        optimizer={"name": "sgd", "lr": 0.1},
+        scheduler={"warmup_epochs": 0},
+        image_size=image_size,
+        batch_size=batch_size,
+        temperature=0.2,
+        **options,
+    )

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torchvision
 
+from conftest import tiny_simclr_module
 from simclr.errors import ConfigError
 from simclr.memory import activation_checkpointing as recompute
 from simclr.memory.gradcache import gradient_cached_step
@@ -19,15 +20,9 @@ NUM_IMAGES, IMAGE_SIZE = 8, 16
 
 
 def tiny_module(activation_checkpointing, micro_batch_size=None) -> SimCLRModule:
-    torch.manual_seed(0)
-    return SimCLRModule(
-        backbone={"name": "slim_resnet18", "width": 0.125},
-        head={"hidden_dim": 32, "output_dim": 16},
-        optimizer={"name": "sgd", "lr": 0.1},
-        scheduler={"warmup_epochs": 0},
-        image_size=IMAGE_SIZE,
-        batch_size=NUM_IMAGES,
-        temperature=0.2,
+    return tiny_simclr_module(
+        IMAGE_SIZE,
+        NUM_IMAGES,
         micro_batch_size=micro_batch_size,
         activation_checkpointing=activation_checkpointing,
     )

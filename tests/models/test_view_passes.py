@@ -4,6 +4,7 @@ statistics, as lightly's and solo-learn's examples do) instead of the official s
 import pytest
 import torch
 
+from conftest import tiny_simclr_module
 from simclr.errors import ConfigError
 from simclr.models import SimCLRModule
 
@@ -11,17 +12,7 @@ NUM_IMAGES, IMAGE_SIZE = 8, 8
 
 
 def tiny_module(**options) -> SimCLRModule:
-    torch.manual_seed(0)
-    return SimCLRModule(
-        backbone={"name": "resnet18_slim", "width": 0.125},
-        head={"hidden_dim": 32, "output_dim": 16},
-        optimizer={"name": "sgd", "lr": 0.1},
-        scheduler={"warmup_epochs": 0},
-        image_size=IMAGE_SIZE,
-        batch_size=NUM_IMAGES,
-        temperature=0.2,
-        **options,
-    )
+    return tiny_simclr_module(IMAGE_SIZE, NUM_IMAGES, **options)
 
 
 def views() -> list[torch.Tensor]:
