@@ -310,12 +310,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.ckpt:  # the checkpoint's images are scored at the size it was trained at
             from simclr.models import read_encoder
 
-            base.append(f"data.image_size={read_encoder(args.ckpt).image_size}")
+            weights = read_encoder(args.ckpt)
+            base.append(f"data.image_size={weights.image_size}")
         cfg = compose(base, Path(scratch) / "compose")
         evaluator = Evaluator(cfg)
         floors = {"raw_pixels": raw_pixel_floor(evaluator, base, Path(scratch))}
         if args.ckpt:
-            scores = evaluator.score_encoder(load_encoder(args.ckpt))
+            scores = evaluator.score_encoder(weights.build()[0])
             for name, value in scores.items():
                 report(name, value)
             for name, value in floors["raw_pixels"].items():

@@ -143,6 +143,7 @@ class FineTuneDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         indices = self.train_indices
+        batch_size = min(max(1, self.batch_size // world_size(self.trainer)), len(indices))
         train = self.source.load_splits().train
         streams = getattr(train, "training_loader", None)
         if streams is not None:  # shards (data=streaming): litdata's stateful loader
@@ -150,14 +151,13 @@ class FineTuneDataModule(L.LightningDataModule):
             loader = streams(
                 self.train_augmentation(),
                 stream.seed,
-                min(max(1, self.batch_size // world_size(self.trainer)), len(indices)),
+                batch_size,
                 self.source.loader_settings.stream_options("train", self.trainer),
                 stream.trained_batches(self.trainer),
                 indices=None if len(indices) == len(train) else indices.tolist(),
             )
             return stream.attach(loader)
-        dataset = self.train_dataset()
-        batch_size = min(max(1, self.batch_size // world_size(self.trainer)), len(dataset))
+        dataset = self.train_dataset()  # the labelled images of train_indices, one each
         sampler = self.source.stream.sampler(len(dataset), batch_size, self.trainer)
         return make_loader(
             dataset, batch_size, "train", self.source.loader_settings, self.trainer, sampler
