@@ -20,3 +20,8 @@ class DataError(SimCLRError):
 class ExportError(SimCLRError):
     """An exported encoder that does not load back or computes other features than the
     encoder it was exported from (``python -m simclr.export``)."""
+
+
+class CheckpointWriteError(SimCLRError):
+    """A checkpoint that could not be written (a full disk, no permission), named with its
+    path and the cause; the checkpoint already on disk is kept."""

@@ -10,7 +10,9 @@
 - :class:`AtomicCheckpointIO` (a trainer plugin) writes each checkpoint to a hidden file in
   the same folder, fsyncs it, then renames it over the target with :func:`os.replace`, so a
   kill at any moment leaves either the old ``last.ckpt`` or the new one, never half of one.
-  It also refuses to write a checkpoint whose weights are not finite.
+  It also refuses to write a checkpoint whose weights are not finite, and a write that fails
+  (a full disk, no permission) stops the run with a :class:`CheckpointWriteError` naming the
+  file and the cause, the checkpoint already on disk intact.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import Tensor
 
-from simclr.errors import SimCLRError
+from simclr.errors import CheckpointWriteError, SimCLRError
 from simclr.rules import Rule
 
 log = logging.getLogger(__name__)
@@ -218,10 +220,32 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(partial, path)
-        except BaseException:
+        except BaseException as error:
             partial.unlink(missing_ok=True)
-            raise
+            cause = _write_failure(error)
+            if cause is None:
+                raise
+            kept = f"the previous {path.name} is kept" if path.exists() else "nothing was kept"
+            raise CheckpointWriteError(
+                f"could not write checkpoint {path}: {cause}; {kept}. Free space on that disk "
+                "(or make the folder writable), or give another paths.output_dir, then resume "
+                "with ckpt_path=<the run folder>"
+            ) from None
         _fsync_folder(path.parent)
+
+
+def _write_failure(error: BaseException) -> str | None:
+    """The operating system's reason a checkpoint write failed, or None for other errors
+    (bugs, interrupts), which keep their trace. torch.save wraps the file's own OSError in a
+    RuntimeError naming the zip writer's failure."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return f"{seen.strerror or seen} [errno {seen.errno}]" if seen.errno else str(seen)
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(error, RuntimeError) and "PytorchStreamWriter failed" in str(error):
+        return str(error).splitlines()[0][:200]
+    return None
 
 
 def _fsync_folder(folder: Path) -> None:
