@@ -149,3 +149,26 @@ def test_a_run_logs_the_pca_and_umap_maps_to_tensorboard(tmp_path):
     assert {"views/pairs", "val/feature_map_pca", "val/feature_map_umap"} <= set(images)
     umap_picture = events.Images("val/feature_map_umap")[-1]
     assert umap_picture.height == 300 and umap_picture.width > 300
+
+
+def test_twenty_classes_get_twenty_distinct_colours():
+    colours = palette(20)
+    distances = torch.cdist(colours, colours) + 10 * torch.eye(20)
+    assert distances.min() > 0.2  # no two classes share a near copy of one colour
+    assert palette(25).shape == (25, 3)
+
+
+def test_views_are_shown_side_by_side_at_64_px_at_least():
+    from simclr.callbacks.pictures import views_grid
+
+    rows = [torch.rand(8, 3, 16, 16), torch.rand(8, 3, 16, 16)]  # V = 2 rows of 8 views
+    grid = views_grid(rows)
+    # Each image: its 2 views of 64 px side by side, 2 px apart (134 x 68 with the border);
+    # 4 images a row, 8 px apart: 2 rows.
+    assert grid.shape == (3, 2 * (68 + 8) + 8, 4 * (134 + 8) + 8)
+    first, second = grid[:, 10:74, 10:74], grid[:, 10:74, 76:140]
+    # Nearest-neighbour enlargement: each source pixel a 4x4 block; each view scaled to [0, 1].
+    for view, source in ((first, rows[0][0]), (second, rows[1][0])):
+        expected = (source - source.min()) / (source.max() - source.min())
+        blocks = expected.repeat_interleave(4, 1).repeat_interleave(4, 2)
+        assert torch.allclose(view, blocks, atol=1e-6)

@@ -34,8 +34,21 @@ EXTRA_OF_PROJECTION = {"umap": UMAP}
 LEGEND_MARGIN = 8
 
 
+# Twenty categorical colours (hex RGB), chosen so that neighbours in the list differ in hue
+# and lightness: up to 20 classes each get a colour no other class has a near copy of.
+CATEGORICAL = (
+    "1f77b4", "ff7f0e", "2ca02c", "d62728", "9467bd", "8c564b", "e377c2", "7f7f7f",
+    "bcbd22", "17becf", "000080", "ffd700", "00ff7f", "8b0000", "ff00ff", "556b2f",
+    "00bfff", "f4a460", "4b0082", "a9a9a9",
+)  # fmt: skip
+
+
 def palette(num_classes: int) -> Tensor:
-    """``(num_classes, 3)`` distinct colours in [0, 1] (hues evenly spaced)."""
+    """``(num_classes, 3)`` distinct colours in [0, 1]: the categorical list for up to 20
+    classes, hues evenly spaced beyond."""
+    if num_classes <= len(CATEGORICAL):
+        colours = [tuple(int(c[i : i + 2], 16) / 255 for i in (0, 2, 4)) for c in CATEGORICAL]
+        return torch.tensor(colours[:num_classes], dtype=torch.float32)
     colours = [colorsys.hsv_to_rgb(i / num_classes, 0.85, 0.9) for i in range(num_classes)]
     return torch.tensor(colours, dtype=torch.float32)
 

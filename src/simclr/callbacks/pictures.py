@@ -1,8 +1,9 @@
 """Pictures of pre-training, for every logger that takes images (TensorBoard, W&B, MLflow;
 not CSV): see :func:`simclr.loggers.image_writer`.
 
-- ``views/pairs`` at the start of training: a grid of augmented views, one row per view
-  (each column one image), so the augmentation's strength can be judged at a glance.
+- ``views/pairs`` at the start of training: each image's augmented views side by side, at
+  least 64 px a view (small images enlarged without blur), so the augmentation's strength
+  can be judged at a glance.
 - ``val/feature_map_<map>`` every ``every_n_epochs`` epochs and at the last, for each map of
   ``maps`` (``pca``, ``umap``: :mod:`simclr.callbacks.feature_maps`): the validation
   representations in two dimensions, one dot per image coloured by class, with a legend of
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 from torchvision.utils import make_grid
@@ -26,6 +28,8 @@ from simclr.loggers import image_writers
 from simclr.rules import Rule, integer_at_least
 
 MAP_SIZE = Rule("callbacks.pictures.size", integer_at_least(64), "an integer >= 64 (pixels)")
+# The smallest side a view is shown at in ``views/pairs``.
+MIN_TILE = 64
 MAX_POINTS = Rule("callbacks.pictures.max_points", integer_at_least(2), "an integer >= 2")
 
 
@@ -36,6 +40,25 @@ def evenly_spaced(features: Tensor, labels: Tensor, count: int) -> tuple[Tensor,
         return features, labels
     keep = torch.linspace(0, len(labels) - 1, count).round().long()
     return features[keep], labels[keep]
+
+
+def views_grid(rows: Sequence[Tensor], min_tile: int = MIN_TILE, per_row: int = 4) -> Tensor:
+    """A picture of V rows of n views ``(n, 3, S, S)``: each image's V views side by side (a
+    thin gap), ``per_row`` such groups a row (a wide gap), every view scaled to its own range
+    and shown at least ``min_tile`` pixels a side (nearest-neighbour: small images stay
+    sharp)."""
+    views = torch.stack(list(rows), dim=1).float()  # (n, V, 3, S, S)
+    low = views.amin(dim=(2, 3, 4), keepdim=True)
+    high = views.amax(dim=(2, 3, 4), keepdim=True)
+    views = (views - low) / (high - low).clamp_min(1e-8)
+    size = views.shape[-1]
+    if size < min_tile:
+        scale = -(-min_tile // size)  # ceil
+        n, v = views.shape[:2]
+        views = F.interpolate(views.flatten(0, 1), scale_factor=scale, mode="nearest")
+        views = views.unflatten(0, (n, v))
+    groups = [make_grid(image, nrow=len(image), padding=2, pad_value=1) for image in views]
+    return make_grid(torch.stack(groups), nrow=per_row, padding=8, pad_value=1)
 
 
 class Pictures(Callback):
@@ -82,9 +105,7 @@ class Pictures(Callback):
         # same with or without pictures.
         with torch.random.fork_rng(devices=[]):
             rows = trainer.datamodule.preview_views(self.num_images)  # V rows of n views
-        grid = make_grid(
-            torch.cat(rows), nrow=len(rows[0]), normalize=True, scale_each=True, pad_value=1
-        )
+        grid = views_grid(rows)
         for write in writers:
             write("views/pairs", grid, trainer.global_step)
 
