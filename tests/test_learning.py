@@ -9,7 +9,6 @@ on purpose brings the trained encoder down to the random one's level, and this t
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
@@ -18,9 +17,10 @@ from conftest import compose_config
 EPOCHS = 4
 LABELS_PER_CLASS = 5
 LABEL_DRAWS = 5
-# The measured gap, trained minus random, on the validation split (seed 0): see the issue's
-# closing note; the assertion asks for about half of it.
-MARGIN = 0.05
+# Measured on the validation split (seed 0, 5 labels a class, 5 draws): trained 0.828 against
+# the random initialisation's 0.488 after 4 epochs (0.883 after 8). The assertion asks for
+# less than half of that gap.
+MARGIN = 0.15
 
 OVERRIDES = [
     "experiment=digits_quick",
@@ -104,4 +104,3 @@ if __name__ == "__main__":  # measure the margin: python tests/test_learning.py
     sys.path.insert(0, str(Path(__file__).parent))
     with tempfile.TemporaryDirectory() as folder:
         print(trained_and_random_scores(Path(folder)))
-    del pytest
