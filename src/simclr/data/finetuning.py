@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import lightning as L
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from simclr.data.augment.transforms import simclr_augmentation
 from simclr.data.dataloaders import DATALOADER_KEYS, DataLoaderSettings, world_size
+from simclr.data.datamodule import LabelledDataModule
 from simclr.data.label_subsets import LABEL_SUBSETS
 from simclr.data.labelled import LabelledData
 from simclr.data.resumable import SeededViews
@@ -23,7 +23,7 @@ from simclr.rules import BATCH_SIZE
 PRETRAINING_KEYS = ("augment", "augment_on_device", "pipeline", "pretrain_split")
 
 
-class FineTuneDataModule(L.LightningDataModule):
+class FineTuneDataModule(LabelledDataModule):
     """The labelled splits of a registered data set for fine-tuning.
 
     ``data`` is the data config (``configs/data/*.yaml``); its pre-training keys are not
@@ -74,10 +74,6 @@ class FineTuneDataModule(L.LightningDataModule):
         self.label_seed = label_seed
         self.crop_scale, self.flip_prob = tuple(crop_scale), flip_prob
         self._train_indices: Tensor | None = None
-
-    @property
-    def num_classes(self) -> int:
-        return self.labelled.num_classes
 
     def choose_training_images(self) -> Tensor:
         """Indices into the training split of the images trained on (sorted), chosen once;
@@ -135,16 +131,7 @@ class FineTuneDataModule(L.LightningDataModule):
         return self.labelled.training_dataloader(dataset, batch_size, "train", self.trainer)
 
     def val_dataloader(self) -> DataLoader:
-        return self.labelled.labelled_dataloader("val", self.trainer)
+        return self.labelled_dataloader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self.labelled.labelled_dataloader("test", self.trainer)
-
-    def state_dict(self) -> dict:
-        return self.labelled.stream.state_dict(self.trainer)
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.labelled.stream.load_state_dict(state_dict)
-
-    def teardown(self, stage: str | None = None) -> None:
-        self.labelled.report_skipped_images()
+        return self.labelled_dataloader("test")

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from simclr.data.augment.transforms import evaluation_transform
 from simclr.data.containers import LabelledSplits, Transformed
@@ -16,6 +16,7 @@ from simclr.data.dataloaders import DataLoaderRole, DataLoaderSettings, make_dat
 from simclr.data.image_files import undecodable_in
 from simclr.data.resumable import DataStream
 from simclr.data.sources import DATASETS, load_dataset
+from simclr.errors import ConfigError
 from simclr.models.backbones import SMALL_IMAGE_MAX_SIZE
 
 log = logging.getLogger(__name__)
@@ -23,8 +24,22 @@ log = logging.getLogger(__name__)
 # The official evaluation's centre crop for images above 32 px (data_util.CROP_PROPORTION).
 OFFICIAL_EVAL_CROP = 0.875
 
+# The splits pre-training may use (``data.pretrain_split``, joined by "+"); never ``test``.
+PRETRAIN_SPLITS = ("train", "val", "unlabeled")
+
 # Undecodable files named in the warning at the end of a run; the rest are counted.
 SHOWN_SKIPPED = 20
+
+
+def check_pretrain_split(pretrain_split: str) -> str:
+    """``data.pretrain_split``: splits of :data:`PRETRAIN_SPLITS` joined by ``+``."""
+    parts = pretrain_split.split("+")
+    if not parts or any(part not in PRETRAIN_SPLITS for part in parts):
+        raise ConfigError(
+            f"data.pretrain_split={pretrain_split!r}: use one of {', '.join(PRETRAIN_SPLITS)}"
+            " or several joined by '+' (e.g. train+unlabeled)"
+        )
+    return pretrain_split
 
 
 class LabelledData:
@@ -79,6 +94,20 @@ class LabelledData:
         """The data set's names of the labels, or the label numbers where it has none."""
         splits = self.load_splits()
         return list(splits.class_names or map(str, range(splits.num_classes)))
+
+    def joined_splits(self, pretrain_split: str) -> Dataset:
+        """The raw images of the splits that ``pretrain_split`` names (joined by ``+``)."""
+        splits = self.load_splits()
+        parts = []
+        for name in pretrain_split.split("+"):
+            part = getattr(splits, name)
+            if part is None:
+                raise ConfigError(
+                    f"data.pretrain_split={pretrain_split!r}: {self.name!r} has no "
+                    f"{name!r} split; use train, val or train+val"
+                )
+            parts.append(part)
+        return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
     def eval_transform(self):
         """Deterministic views for the monitors, fine-tuning's val/test and export checks: the

@@ -6,21 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import lightning as L
 from torch import Tensor
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from simclr.data.dataloaders import DataLoaderSettings, world_size
-from simclr.data.labelled import LabelledData
+from simclr.data.datamodule import LabelledDataModule
+from simclr.data.labelled import LabelledData, check_pretrain_split
 from simclr.data.pipelines import ViewPipeline, view_pipeline_class
 from simclr.errors import ConfigError
 from simclr.rules import BATCH_SIZE, VIEW_PIPELINE, batch_division_problem
 
-# The splits pre-training may use (``data.pretrain_split``, joined by "+"); never ``test``.
-PRETRAIN_SPLITS = ("train", "val", "unlabeled")
 
-
-class SimCLRDataModule(L.LightningDataModule):
+class SimCLRDataModule(LabelledDataModule):
     """Serves ``num_views`` augmented views per image of ``data.pretrain_split`` (one split
     or several joined by ``+``) of data set ``name``, and its labelled splits with the
     evaluation transform for the monitors.
@@ -76,48 +73,18 @@ class SimCLRDataModule(L.LightningDataModule):
             options, download, seed,
         )  # fmt: skip
         BATCH_SIZE.check(batch_size)
-        parts = pretrain_split.split("+")
-        if not parts or any(part not in PRETRAIN_SPLITS for part in parts):
-            raise ConfigError(
-                f"data.pretrain_split={pretrain_split!r}: use one of {', '.join(PRETRAIN_SPLITS)}"
-                " or several joined by '+' (e.g. train+unlabeled)"
-            )
+        self.pretrain_split = check_pretrain_split(pretrain_split)
         self.name, self.image_size, self.batch_size = name, image_size, batch_size
         self.num_views = num_views
         self.mean, self.std = list(mean), list(std)
         self.augment = dict(augment)
-        self.pretrain_split = pretrain_split
         self.augment_on_device = augment_on_device
         self.pipeline = VIEW_PIPELINE.check(pipeline)
         self._views: ViewPipeline | None = None
 
-    @property
-    def num_classes(self) -> int:
-        return self.labelled.num_classes
-
-    @property
-    def class_names(self) -> list[str]:
-        return self.labelled.class_names
-
-    def load_splits(self):
-        return self.labelled.load_splits()
-
-    def setup(self, stage: str | None = None) -> None:
-        self.labelled.load_splits()
-
     def pretrain_dataset(self) -> Dataset:
         """The raw images pre-training reads: the splits named by ``pretrain_split``."""
-        splits = self.labelled.load_splits()
-        parts = []
-        for name in self.pretrain_split.split("+"):
-            part = getattr(splits, name)
-            if part is None:
-                raise ConfigError(
-                    f"data.pretrain_split={self.pretrain_split!r}: {self.name!r} has no "
-                    f"{name!r} split; use train, val or train+val"
-                )
-            parts.append(part)
-        return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+        return self.labelled.joined_splits(self.pretrain_split)
 
     def views_on_device(self) -> bool:
         """Whether the views are finished on the device: ``augment_on_device``, where
@@ -174,22 +141,3 @@ class SimCLRDataModule(L.LightningDataModule):
         """V views ``(n, 3, S, S)`` of the first ``n <= count`` pre-training images, drawn by
         the pipeline that trains, for pictures."""
         return self.view_pipeline().preview(self.pretrain_dataset(), count)
-
-    def eval_transform(self):
-        return self.labelled.eval_transform()
-
-    def labelled_dataloader(self, split: str) -> DataLoader:
-        """A labelled split (``train``, ``val`` or ``test``) with the evaluation transform."""
-        return self.labelled.labelled_dataloader(split, self.trainer)
-
-    def skipped_images(self) -> list[str]:
-        return self.labelled.skipped_images()
-
-    def state_dict(self) -> dict:
-        return self.labelled.stream.state_dict(self.trainer)
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.labelled.stream.load_state_dict(state_dict)
-
-    def teardown(self, stage: str | None = None) -> None:
-        self.labelled.report_skipped_images()
