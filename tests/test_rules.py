@@ -7,7 +7,7 @@ import torch
 from conftest import FAST_OVERRIDES, compose_config
 from simclr import rules
 from simclr.config import config_problems
-from simclr.data import LoaderSettings, SimCLRDataModule
+from simclr.data import DataLoaderSettings, SimCLRDataModule
 from simclr.data.augment import MultiViewTransform
 from simclr.errors import ConfigError
 from simclr.losses import NTXentLoss
@@ -76,4 +76,4 @@ def test_batch_divisible_by_devices(tmp_path):
 def test_num_workers(tmp_path):
     message = "data.num_workers=-1: must be an integer >= 0, or null (automatic)"
     assert message in problems(tmp_path, "data.num_workers=-1")
-    assert raised(lambda: LoaderSettings(num_workers=-1)) == message
+    assert raised(lambda: DataLoaderSettings(num_workers=-1)) == message

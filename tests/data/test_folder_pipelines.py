@@ -80,7 +80,7 @@ def test_device_decode_needs_cuda_and_jpeg_files(tmp_path):
         with pytest.raises(ConfigError, match="decodes the JPEG files on a CUDA GPU"):
             dm.train_dataloader()
     with pytest.raises(ConfigError, match=r"decodes JPEG files only, and .*\.png is not one"):
-        dm.file_views()
+        dm.view_pipeline().worker_dataset(dm.pretrain_dataset())
 
 
 def test_crop_first_batches_hold_uint8_views_of_the_view_size(tmp_path):

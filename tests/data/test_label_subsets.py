@@ -103,17 +103,17 @@ def test_the_whole_list_is_selected_exactly_and_validation_never_holds_it(tmp_pa
     wnids = write_imagenet(root, ONE_PERCENT, empty=True)
     assert len(wnids) == 1000
     data = FineTuneDataModule(imagenet_data(root, tmp_path), 1.0, label_subset="imagenet_1pct")
-    splits = data.source.load_splits()
+    splits = data.labelled.load_splits()
     before = {Path(p).name for p in [*splits.train.paths, *splits.val.paths]}
     held_listed = {Path(p).name for p in splits.val.paths} & set(ONE_PERCENT)
     assert held_listed  # the held-out split took some listed images
     indices = data.train_indices
-    train = data.source.load_splits().train
+    train = data.labelled.load_splits().train
     chosen = [Path(p).name for p in train.paths[indices.numpy()]]
     assert sorted(chosen) == sorted(ONE_PERCENT) and len(indices) == 12811
     labels = train.labels[indices]
     assert all(wnids[int(y)] == name.split("_")[0] for name, y in zip(chosen, labels, strict=True))
-    val = {Path(p).name for p in data.source.load_splits().val.paths}
+    val = {Path(p).name for p in data.labelled.load_splits().val.paths}
     assert not val & set(ONE_PERCENT) and val  # the rest stays for validation
     after = {Path(p).name for p in train.paths} | val
     assert after == before  # no image lost or duplicated

@@ -1,5 +1,5 @@
-"""The one loader factory (:func:`simclr.data.make_loader`) behind pre-training's, the monitors'
-and fine-tuning's DataLoaders, and the one Trainer builder behind both runs."""
+"""The one DataLoader factory (:func:`simclr.data.make_dataloader`) behind pre-training's, the
+monitors' and fine-tuning's DataLoaders, and the one Trainer builder behind both runs."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, RandomSampler, SequentialSampler, Tenso
 
 from conftest import compose_config
 from simclr.callbacks.safeguards import AtomicCheckpointIO
-from simclr.data import FineTuneDataModule, LoaderSettings, SimCLRDataModule, make_loader
+from simclr.data import DataLoaderSettings, FineTuneDataModule, SimCLRDataModule, make_dataloader
 from simclr.tasks import finetune
 from simclr.tasks.common import build_trainer
 
@@ -56,7 +56,7 @@ def finetuning_loaders(datamodule: FineTuneDataModule, trainer) -> dict[str, Dat
 def test_finetuning_loaders_choose_the_worker_count_when_it_is_null(monkeypatch):
     # data.num_workers=null (configs/data/loader/default.yaml) once crashed fine-tuning's
     # training loader, which passed None on to the DataLoader.
-    monkeypatch.setattr("simclr.data.loaders.available_cpus", lambda: 8)
+    monkeypatch.setattr("simclr.data.dataloaders.available_cpus", lambda: 8)
     datamodule = FineTuneDataModule({**DATA, "num_workers": None}, label_fraction=1.0)
     # 8 cores, less the device's own process; over 2 devices, 4 cores each, less one.
     for trainer, workers in ((None, 7), (trainer_of(2), 3)):
@@ -118,8 +118,8 @@ def test_both_datamodules_make_their_loaders_alike(settings):
 )
 def test_which_loaders_drop_their_last_batch(role, drop_last, images, devices, dropped):
     dataset = TensorDataset(torch.zeros(images, 2), torch.arange(images))
-    settings = LoaderSettings(num_workers=0, drop_last=drop_last)
-    loader = make_loader(dataset, 4, role, settings, trainer_of(devices))
+    settings = DataLoaderSettings(num_workers=0, drop_last=drop_last)
+    loader = make_dataloader(dataset, 4, role, settings, trainer_of(devices))
     assert loader.drop_last == dropped
     assert isinstance(loader.sampler, SequentialSampler if role == "eval" else RandomSampler)
     if devices == 1:
@@ -131,7 +131,7 @@ def test_which_loaders_drop_their_last_batch(role, drop_last, images, devices, d
 
 def test_an_unknown_loader_role_is_refused():
     with pytest.raises(ValueError, match="unknown loader role 'test'; valid: pretrain, train"):
-        make_loader(TensorDataset(torch.zeros(4)), 2, "test", LoaderSettings())
+        make_dataloader(TensorDataset(torch.zeros(4)), 2, "test", DataLoaderSettings())
 
 
 class Classifier(L.LightningModule):

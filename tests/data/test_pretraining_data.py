@@ -118,5 +118,6 @@ def test_evaluation_crop_follows_the_official_rule(image_size, fraction, expecte
         augment={},
         eval_crop_fraction=fraction,
     )
-    resize = next(t for t in dm.eval_transform().transforms if type(t).__name__ == "Resize")
+    steps = dm.labelled.eval_transform().transforms
+    resize = next(t for t in steps if type(t).__name__ == "Resize")
     assert resize.size == [expected_resize]

@@ -22,7 +22,7 @@ FAST = [
 
 def test_every_training_image_is_trained_on_and_the_last_epoch_is_tested(tmp_path):
     cfg = compose_config([*FAST, "select_on_val=false"], tmp_path, config_name="finetune")
-    held = FineTuneDataModule(plain(cfg.data), 1.0).source.load_splits()
+    held = FineTuneDataModule(plain(cfg.data), 1.0).labelled.load_splits()
     metrics = run(cfg)
     assert metrics["train/num_images"] == len(held.train) + len(held.val)
     assert "val/acc_best" not in metrics and "test/acc" in metrics
@@ -33,10 +33,10 @@ def test_every_training_image_is_trained_on_and_the_last_epoch_is_tested(tmp_pat
 def test_the_joined_split_is_chosen_from_by_label_fraction(tmp_path):
     cfg = compose_config([*FAST], tmp_path, config_name="finetune")
     data = FineTuneDataModule(plain(cfg.data), 0.5, select_on_val=False)
-    splits = data.source.load_splits()
+    splits = data.labelled.load_splits()
     train, val = splits.train, splits.val
     indices = data.train_indices
-    joined = data.source.load_splits()
+    joined = data.labelled.load_splits()
     assert len(joined.train) == len(train) + len(val) and len(joined.val) == 0
     assert torch.equal(joined.train.labels[: len(train)], train.labels)
     assert len(indices) == sum(
@@ -47,5 +47,5 @@ def test_the_joined_split_is_chosen_from_by_label_fraction(tmp_path):
 def test_by_default_the_validation_split_is_held_out(tmp_path):
     cfg = compose_config([*FAST], tmp_path, config_name="finetune")
     data = FineTuneDataModule(plain(cfg.data), 1.0)
-    splits = data.source.load_splits()
+    splits = data.labelled.load_splits()
     assert len(data.train_indices) == len(splits.train) and len(splits.val) > 0

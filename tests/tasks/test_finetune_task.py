@@ -58,7 +58,7 @@ def test_label_fraction_trains_on_exactly_ten_percent_of_each_class(tmp_path):
     cfg = compose_config(["pretrained_ckpt=null"], tmp_path, config_name="finetune")
     data = plain(cfg.data)
     subset = FineTuneDataModule(data, label_fraction=0.1, label_seed=0)
-    labels = subset.source.load_splits().train.labels
+    labels = subset.labelled.load_splits().train.labels
     loader_labels = torch.cat([y for _, y in subset.train_dataloader()])
     counts = torch.bincount(labels, minlength=10)
     expected = torch.round(0.1 * counts.double()).long()

@@ -1,15 +1,19 @@
 """Splitting a labelled data set by class: held-out validation and test splits, and the
-class-balanced fraction of the labels that fine-tuning trains on."""
+class-balanced fraction of the labels (or the published label subset) that fine-tuning trains
+on."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset
 
-from simclr.data.containers import TensorImages
+from simclr.data.containers import LabelledSplits, TensorImages
 from simclr.data.image_files import ImageFiles
+from simclr.data.label_subsets import take_label_subset
 from simclr.errors import ConfigError
 from simclr.rules import LABEL_FRACTION
 
@@ -75,3 +79,50 @@ def balanced_subset(labels: Sequence[int] | Tensor, fraction: float, seed: int =
         for members in shuffled_by_class(torch.as_tensor(labels), seed)
     ]
     return torch.cat(chosen).sort().values
+
+
+def dataset_labels(dataset: Dataset) -> Tensor:
+    """Every label of a labelled data set ``(N,)``, without decoding images when it can."""
+    for attribute in ("labels", "targets"):
+        if hasattr(dataset, attribute):
+            return torch.as_tensor(getattr(dataset, attribute), dtype=torch.long)
+    return torch.as_tensor([int(dataset[i][1]) for i in range(len(dataset))])
+
+
+def join_splits(first: Dataset, second: Dataset) -> TensorImages | ImageFiles:
+    """Two splits of one data set as one (``first``'s images, then ``second``'s)."""
+    if isinstance(first, TensorImages) and isinstance(second, TensorImages):
+        images = torch.cat([first.images, second.images])
+        return TensorImages(images, torch.cat([first.labels, second.labels]))
+    if isinstance(first, ImageFiles) and isinstance(second, ImageFiles):
+        paths = np.concatenate([first.paths, second.paths])
+        return ImageFiles(paths, torch.cat([first.labels, second.labels]), first.skip_corrupt)
+    raise ConfigError(
+        f"select_on_val=false cannot join this data set's splits ({type(first).__name__}, "
+        f"{type(second).__name__}); keep select_on_val=true"
+    )
+
+
+def choose_training_images(
+    splits: LabelledSplits,
+    label_fraction: float,
+    label_seed: int,
+    label_subset: str | None,
+    select_on_val: bool,
+    where: str,
+) -> Tensor:
+    """Indices into ``splits.train`` of the images fine-tuning trains on, sorted:
+    ``label_fraction`` of each class (:func:`balanced_subset`, fixed by ``label_seed``), or
+    the images a published ``label_subset`` lists (:mod:`simclr.data.label_subsets`;
+    ``where``: the folder, for its message).
+
+    ``splits`` changes first where the choice needs it: ``select_on_val=False`` joins the
+    validation split to the training split (leaving none), and a label subset takes back the
+    listed images that the validation split held.
+    """
+    if not select_on_val:  # validation images join the training images
+        splits.train = join_splits(splits.train, splits.val)
+        splits.val = splits.val.select(torch.zeros(0, dtype=torch.long))
+    if label_subset is not None:
+        return take_label_subset(splits, label_subset, where)
+    return balanced_subset(dataset_labels(splits.train), label_fraction, label_seed)

@@ -374,11 +374,11 @@ def test_skipping_corrupt_images_keeps_batches_full_and_counts(tmp_path, caplog)
 
 
 def test_loader_settings(tmp_path, monkeypatch):
-    monkeypatch.setattr("simclr.data.loaders.available_cpus", lambda: 16)
+    monkeypatch.setattr("simclr.data.dataloaders.available_cpus", lambda: 16)
     dm = datamodule("fake", tmp_path, 32, batch_size=8, num_workers=None, prefetch_factor=3)
     dm.trainer = type("Trainer", (), {"num_devices": 4, "world_size": 4})()
     # 16 cores / 4 devices, less the device's own process
-    assert dm.loader_settings.worker_count(dm.trainer) == 3
+    assert dm.labelled.settings.worker_count(dm.trainer) == 3
     train = dm.train_dataloader()
     assert train.num_workers == 3 and train.persistent_workers and train.drop_last
     assert train.prefetch_factor == 3 and train.batch_size == 2

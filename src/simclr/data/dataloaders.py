@@ -1,11 +1,11 @@
-"""The one loader factory: every DataLoader of pre-training, the monitors and fine-tuning is
-made by :func:`make_loader` from the same :class:`LoaderSettings`."""
+"""The one DataLoader factory: every DataLoader of pre-training, the monitors and fine-tuning
+is made by :func:`make_dataloader` from the same :class:`DataLoaderSettings`."""
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal, get_args
 
 import lightning as L
@@ -28,9 +28,10 @@ def world_size(trainer: L.Trainer | None) -> int:
 
 
 @dataclass(frozen=True)
-class LoaderSettings:
-    """The ``data`` loader settings (``configs/data/loader/default.yaml``) that every loader of
-    pre-training, the monitors and fine-tuning is made with, by :func:`make_loader`.
+class DataLoaderSettings:
+    """The ``data`` DataLoader settings (``configs/data/loader/default.yaml``) that every
+    DataLoader of pre-training, the monitors and fine-tuning is made with, by
+    :func:`make_dataloader`.
 
     ``num_workers=None`` picks one worker per free core, shared among the devices of a node
     (cores // devices - 1, at least 1); ``pin_memory=None`` pins when the trainer runs on
@@ -80,15 +81,18 @@ class LoaderSettings:
         }
 
 
+# The keys of a data config that are DataLoaderSettings' fields.
+DATALOADER_KEYS = tuple(field.name for field in fields(DataLoaderSettings))
+
 # What a loader is for: pre-training's views, fine-tuning's training images, or evaluation.
-LoaderRole = Literal["pretrain", "train", "eval"]
+DataLoaderRole = Literal["pretrain", "train", "eval"]
 
 
-def make_loader(
+def make_dataloader(
     dataset: Dataset,
     batch_size: int,
-    role: LoaderRole,
-    settings: LoaderSettings,
+    role: DataLoaderRole,
+    settings: DataLoaderSettings,
     trainer: L.Trainer | None = None,
     sampler: Sampler | None = None,
 ) -> DataLoader:
@@ -106,8 +110,9 @@ def make_loader(
     run called ``seed_everything(seed, workers=True)``. The training views do not depend on
     it: :class:`~simclr.data.resumable.SeededViews` seeds every sample.
     """
-    if role not in get_args(LoaderRole):
-        raise ValueError(f"unknown loader role {role!r}; valid: {', '.join(get_args(LoaderRole))}")
+    if role not in get_args(DataLoaderRole):
+        valid = ", ".join(get_args(DataLoaderRole))
+        raise ValueError(f"unknown loader role {role!r}; valid: {valid}")
     training = role != "eval"
     # Under a distributed sampler, each device reads ceil(N / world_size) images.
     per_device = math.ceil(len(dataset) / world_size(trainer))

@@ -1,0 +1,170 @@
+"""The labelled data set that pre-training (its monitors) and fine-tuning both read: its splits,
+loaded once, the deterministic evaluation transform, the DataLoaders of its labelled splits and
+of a training set, and the seed and position that make those training loaders resumable."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import lightning as L
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+
+from simclr.data.augment.transforms import evaluation_transform
+from simclr.data.containers import LabelledSplits, Transformed
+from simclr.data.dataloaders import DataLoaderRole, DataLoaderSettings, make_dataloader
+from simclr.data.image_files import undecodable_in
+from simclr.data.resumable import DataStream
+from simclr.data.sources import DATASETS, load_dataset
+from simclr.errors import ConfigError
+from simclr.models.backbones import SMALL_IMAGE_MAX_SIZE
+
+log = logging.getLogger(__name__)
+
+# The official evaluation's centre crop for images above 32 px (data_util.CROP_PROPORTION).
+OFFICIAL_EVAL_CROP = 0.875
+
+# The splits pre-training may use (``data.pretrain_split``, joined by "+"); never ``test``.
+PRETRAIN_SPLITS = ("train", "val", "unlabeled")
+
+# Undecodable files named in the warning at the end of a run; the rest are counted.
+SHOWN_SKIPPED = 20
+
+
+def check_pretrain_split(pretrain_split: str) -> str:
+    """``data.pretrain_split``: splits of :data:`PRETRAIN_SPLITS` joined by ``+``."""
+    parts = pretrain_split.split("+")
+    if not parts or any(part not in PRETRAIN_SPLITS for part in parts):
+        raise ConfigError(
+            f"data.pretrain_split={pretrain_split!r}: use one of {', '.join(PRETRAIN_SPLITS)}"
+            " or several joined by '+' (e.g. train+unlabeled)"
+        )
+    return pretrain_split
+
+
+class LabelledData:
+    """The splits of data set ``name`` (:func:`~simclr.data.sources.load_dataset`, read once)
+    and the DataLoaders made from them with ``settings``.
+
+    Workers, pinning and the share of the global batch follow the trainer that each loader
+    method is given (None: one CPU process). ``seed`` (None: drawn at random) and the position
+    in the epoch live in :attr:`stream`, which the DataModule's ``state_dict`` saves.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        root: str,
+        image_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        settings: DataLoaderSettings,
+        eval_batch_size: int = 256,
+        eval_crop_fraction: float | None = None,
+        options: dict | None = None,
+        download: bool = False,
+        seed: int | None = None,
+    ):
+        DATASETS.canonical(name)
+        self.name = name
+        self.root = root
+        self.image_size = image_size
+        self.mean, self.std = list(mean), list(std)
+        self.settings = settings
+        self.eval_batch_size = eval_batch_size
+        self.eval_crop_fraction = eval_crop_fraction
+        self.options = dict(options or {})
+        self.download = download
+        self.stream = DataStream(seed)
+        self.splits: LabelledSplits | None = None
+
+    def load_splits(self) -> LabelledSplits:
+        if self.splits is None:
+            self.splits = load_dataset(
+                self.name, self.root, self.image_size, self.download, self.options
+            )
+        return self.splits
+
+    @property
+    def num_classes(self) -> int:
+        return self.load_splits().num_classes
+
+    @property
+    def class_names(self) -> list[str]:
+        """The data set's names of the labels, or the label numbers where it has none."""
+        splits = self.load_splits()
+        return list(splits.class_names or map(str, range(splits.num_classes)))
+
+    def joined_splits(self, pretrain_split: str) -> Dataset:
+        """The raw images of the splits that ``pretrain_split`` names (joined by ``+``)."""
+        splits = self.load_splits()
+        parts = []
+        for name in pretrain_split.split("+"):
+            part = getattr(splits, name)
+            if part is None:
+                raise ConfigError(
+                    f"data.pretrain_split={pretrain_split!r}: {self.name!r} has no "
+                    f"{name!r} split; use train, val or train+val"
+                )
+            parts.append(part)
+        return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+    def eval_transform(self):
+        """Deterministic views for the monitors, fine-tuning's val/test and export checks: the
+        central ``eval_crop_fraction`` of the short side; ``None`` follows the official code,
+        0.875 above 32 px (the usual ImageNet centre crop), the whole image at 32 px and less."""
+        fraction = self.eval_crop_fraction
+        if fraction is None:
+            fraction = OFFICIAL_EVAL_CROP if self.image_size > SMALL_IMAGE_MAX_SIZE else 1.0
+        return evaluation_transform(self.image_size, self.mean, self.std, fraction)
+
+    def labelled_dataloader(self, split: str, trainer: L.Trainer | None) -> DataLoader:
+        """A labelled split (``train``, ``val`` or ``test``) with the evaluation transform."""
+        dataset = Transformed(getattr(self.load_splits(), split), self.eval_transform())
+        return make_dataloader(dataset, self.eval_batch_size, "eval", self.settings, trainer)
+
+    def training_dataloader(
+        self, dataset: Dataset, batch_size: int, role: DataLoaderRole, trainer: L.Trainer | None
+    ) -> DataLoader:
+        """A training DataLoader over ``dataset`` (read with ``(epoch, index)`` keys,
+        :class:`~simclr.data.resumable.SeededViews`) in the resumable order of :attr:`stream`."""
+        sampler = self.stream.sampler(len(dataset), batch_size, trainer)
+        return make_dataloader(dataset, batch_size, role, self.settings, trainer, sampler)
+
+    def streaming_dataloader(
+        self,
+        streams: Callable,
+        transform: Callable,
+        batch_size: int,
+        role: DataLoaderRole,
+        trainer: L.Trainer | None,
+        indices: list[int] | None = None,
+    ) -> DataLoader:
+        """litdata's stateful loader over shards (``streams``: a shard split's
+        ``training_loader``), each image through ``transform``; its position is kept by
+        :attr:`stream` (``indices``: only those images of the split)."""
+        loader = streams(
+            transform,
+            self.stream.seed,
+            batch_size,
+            self.settings.stream_options(role, trainer),
+            self.stream.trained_batches(trainer),
+            indices=indices,
+        )
+        return self.stream.attach(loader)
+
+    def skipped_images(self) -> list[str]:
+        """Image files found undecodable (and skipped) so far, in any split."""
+        return [] if self.splits is None else undecodable_in(self.splits)
+
+    def report_skipped_images(self) -> None:
+        """A warning naming the image files skipped as undecodable, if any."""
+        skipped = self.skipped_images()
+        if skipped:
+            shown = ", ".join(skipped[:SHOWN_SKIPPED])
+            log.warning(
+                "skipped %d image file(s) that could not be decoded (data.options.skip_corrupt):"
+                " %s",
+                len(skipped),
+                shown + (" ..." if len(skipped) > SHOWN_SKIPPED else ""),
+            )
