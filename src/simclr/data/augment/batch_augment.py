@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from simclr.data.augment.ops.base import Draw, Params
-from simclr.data.augment.pipeline import Pipeline, normalise_uint8
+from simclr.data.augment.pipeline import Normalise, Pipeline
 from simclr.data.augment.settings import AugmentSettings
 
 
@@ -35,6 +35,7 @@ class BatchAugmentation(nn.Module):
         self.image_size = image_size
         self.settings = AugmentSettings(**augment)
         self.pipeline = Pipeline(self.settings, image_size)
+        self.normalise_uint8 = Normalise(mean, std)  # the uint8 path, on a CPU
         self.register_buffer("mean", torch.tensor(list(mean)).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(list(std)).view(1, 3, 1, 1), persistent=False)
 
@@ -62,7 +63,7 @@ class BatchAugmentation(nn.Module):
         if self.pipeline.on_pil and views.device.type == "cpu":
             if views.dtype != torch.uint8:
                 views = (views * 255).round().to(torch.uint8)
-            return normalise_uint8(self.pipeline.finish_uint8(views, params), self.mean, self.std)
+            return self.pipeline.finish_uint8(views, params, self.normalise_uint8)
         x = views.float() / 255 if views.dtype == torch.uint8 else views.float()
         return (self.pipeline.finish(x, params) - self.mean) / self.std
 

@@ -25,10 +25,16 @@ def from_pil(image: Image.Image) -> Tensor:
     return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
 
 
-def normalise_uint8(views: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    """uint8 views ``(..., 3, H, W)`` -> float, less ``mean``, over ``std`` (per channel,
-    ``(3, 1, 1)`` or broadcastable)."""
-    return (views.float() / 255 - mean) / std
+class Normalise:
+    """uint8 views ``(..., 3, H, W)`` -> floats ``(x / 255 - mean) / std`` per channel, in one
+    pass."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        mean, std = torch.tensor(list(mean)).view(3, 1, 1), torch.tensor(list(std)).view(3, 1, 1)
+        self.scale, self.shift = 1 / (255 * std), -mean / std
+
+    def __call__(self, views: Tensor) -> Tensor:
+        return torch.addcmul(self.shift, views.float(), self.scale)
 
 
 class Pipeline:
@@ -77,10 +83,13 @@ class Pipeline:
             image = op.apply_pil(image, row)
         return image
 
-    def finish_uint8(self, views: Tensor, params: dict[str, Params]) -> Tensor:
-        """The steps after the crop on uint8 views ``(B, 3, S, S)``, one by one in PIL."""
+    def finish_uint8(
+        self, views: Tensor, params: dict[str, Params], normalise: Normalise
+    ) -> Tensor:
+        """The steps after the crop on uint8 views ``(B, 3, S, S)``, one by one in PIL, then
+        normalised."""
         finished = [
-            from_pil(self.finish_pil(to_pil(view), params, index))
+            normalise(from_pil(self.finish_pil(to_pil(view), params, index)))
             for index, view in enumerate(views)
         ]
         return torch.stack(finished)

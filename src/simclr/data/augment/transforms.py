@@ -23,7 +23,7 @@ from torchvision.transforms import v2
 
 from simclr.data.augment.ops.base import Draw
 from simclr.data.augment.ops.blur import blur_kernel_size
-from simclr.data.augment.pipeline import Pipeline, from_pil, normalise_uint8, to_pil
+from simclr.data.augment.pipeline import Normalise, Pipeline, from_pil, to_pil
 from simclr.data.augment.settings import AugmentSettings
 from simclr.rules import EVAL_CROP_FRACTION, NUM_VIEWS
 
@@ -51,8 +51,7 @@ class StepsAfterCrop:
 
     def __init__(self, pipeline: Pipeline, mean: Sequence[float], std: Sequence[float]):
         self.pipeline = pipeline
-        self.mean = torch.tensor(list(mean)).view(3, 1, 1)
-        self.std = torch.tensor(list(std)).view(3, 1, 1)
+        self.normalise = Normalise(mean, std)
 
     def __call__(self, view: Image.Image | Tensor) -> Tensor:
         pipeline = self.pipeline
@@ -64,7 +63,7 @@ class StepsAfterCrop:
         if not pipeline.on_pil:
             return pipeline.finish(view[None], params)[0]
         image = view if isinstance(view, Image.Image) else to_pil(view)
-        return normalise_uint8(from_pil(pipeline.finish_pil(image, params, 0)), self.mean, self.std)
+        return self.normalise(from_pil(pipeline.finish_pil(image, params, 0)))
 
     def __repr__(self) -> str:
         names = ", ".join(op.name for op in self.pipeline.after_crop)

@@ -7,12 +7,12 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-from PIL import Image, ImageEnhance
+from PIL import Image, ImageStat
 from torch import Tensor
 
 from simclr import rules
 from simclr.data.augment.ops.base import Draw, Operation, Option, Params, probability
-from simclr.data.augment.ops.grayscale import grayscale
+from simclr.data.augment.ops.grayscale import GRAY_WEIGHTS, grayscale
 
 # The four adjustments, in the index order of torchvision's ColorJitter.
 BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)
@@ -59,6 +59,35 @@ def adjust_hue(images: Tensor, shift: Tensor) -> Tensor:
     return maximum[:, None] - chroma[:, None] * weight
 
 
+def _blend_pil(image: Image.Image, factor: float, constant: float | None) -> Image.Image:
+    """``factor * image + (1 - factor) * other`` of a uint8 RGB image, rounded and clipped, in
+    one pass of PIL's colour matrix; ``other`` is the grey level ``constant``, or where None
+    the pixel's own luma."""
+    rows = []
+    for channel in range(3):
+        if constant is None:
+            row = [(1 - factor) * weight for weight in GRAY_WEIGHTS] + [0.0]
+        else:
+            row = [0.0, 0.0, 0.0, (1 - factor) * constant]
+        row[channel] += factor
+        rows += row
+    return image.convert("RGB", tuple(rows))
+
+
+def brightness_pil(image: Image.Image, factor: float) -> Image.Image:
+    return _blend_pil(image, factor, 0.0)
+
+
+def contrast_pil(image: Image.Image, factor: float) -> Image.Image:
+    means = ImageStat.Stat(image).mean
+    mean = sum(w * m for w, m in zip(GRAY_WEIGHTS, means, strict=True))
+    return _blend_pil(image, factor, mean)
+
+
+def saturation_pil(image: Image.Image, factor: float) -> Image.Image:
+    return _blend_pil(image, factor, None)
+
+
 def shift_hue_pil(image: Image.Image, shift: float) -> Image.Image:
     """Rotate the hue of a uint8 RGB image by ``shift`` turns, through PIL's 8-bit HSV."""
     steps = round(shift * HUE_LEVELS)
@@ -73,9 +102,9 @@ BATCHED = {
     HUE: adjust_hue,
 }
 ON_PIL = {
-    BRIGHTNESS: lambda image, f: ImageEnhance.Brightness(image).enhance(f),
-    CONTRAST: lambda image, f: ImageEnhance.Contrast(image).enhance(f),
-    SATURATION: lambda image, f: ImageEnhance.Color(image).enhance(f),
+    BRIGHTNESS: brightness_pil,
+    CONTRAST: contrast_pil,
+    SATURATION: saturation_pil,
     HUE: shift_hue_pil,
 }
 
