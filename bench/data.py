@@ -12,7 +12,8 @@ so that other load on the machine hits every pipeline alike, and prints ``name: 
 
 - ``folder_views_per_s_per_core_{S}px_per_image``: today's ``data.pipeline=per_image`` (what
   data=imagefolder did before crop_first): PIL decodes the whole file, then the full per-image
-  torchvision augmentation (crop, flip, colour, grayscale, blur, normalise), as a worker runs it.
+  augmentation of ``configs/data/augment/large.yaml`` (crop, flip, colour, grayscale, blur,
+  normalise; PIL's uint8 operations after the crop, ``pixel_dtype: uint8``), as a worker runs it.
 - ``..._lightly``: the peer, lightly's per-image ``SimCLRTransform`` on the PIL-decoded file.
 - ``..._crop_first``: ``data.pipeline=crop_first``'s worker: crop boxes drawn first, one
   DCT-scaled decode, uint8 crops of the view size, flipped. Its colour, grayscale, blur and
@@ -22,7 +23,8 @@ so that other load on the machine hits every pipeline alike, and prints ``name: 
   on the CPU (what a CPU-only run pays per view).
 - ``..._device_decode_workers``: ``data.pipeline=device_decode``'s worker only (read the bytes,
   the header, draw the boxes); the decoding happens on the GPU.
-- ``..._vs_per_image``: each figure over today's, from the same run.
+- ``..._vs_per_image``: each figure over today's, from the same run; ``..._vs_lightly``: ours
+  over lightly's (the per-image, crop-first and CPU-only crop-first pipelines).
 - ``decode_ms_*``: one image's decode, per decoder (the choice behind crop_first): PIL whole,
   PIL with ``draft`` at the scale the two views' boxes allow, simplejpeg whole and at that
   scale, torchvision's ``decode_jpeg`` (whole; it has no DCT scaling).
@@ -64,9 +66,21 @@ from simclr.data.image_files import ImageFiles  # noqa: E402
 from simclr.data.resumable import SeededViews  # noqa: E402
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-AUGMENT = {"color_strength": 1.0, "blur_prob": 0.5}  # configs/data/augment/large.yaml
+AUGMENT_PRESET = "large"  # configs/data/augment/: the photographs' preset
 VIEWS = 2
 FOLDER_VERSION = "v1"  # bump when the way the folder is written changes
+
+
+def augment_preset(name: str = AUGMENT_PRESET) -> dict:
+    """``data.augment`` as the preset ``configs/data/augment/<name>.yaml`` sets it (its
+    defaults list followed)."""
+    from omegaconf import OmegaConf
+
+    preset = OmegaConf.load(ROOT / "configs" / "data" / "augment" / f"{name}.yaml")
+    merged = OmegaConf.create()
+    for base in preset.pop("defaults", []):
+        merged.merge_with(augment_preset(base) if base != "_self_" else preset)
+    return OmegaConf.to_container(OmegaConf.merge(merged, preset))
 
 
 def photographs() -> list[np.ndarray]:
@@ -126,7 +140,7 @@ def seconds(run) -> float:
 def pipelines(paths: list[str], size: int) -> dict:
     """name -> read(i), each producing the VIEWS views of image i as its pipeline's worker."""
     labels = [0] * len(paths)
-    per_image = MultiViewTransform(simclr_augmentation(size, MEAN, STD, **AUGMENT), VIEWS)
+    per_image = MultiViewTransform(simclr_augmentation(size, MEAN, STD, **augment_preset()), VIEWS)
     today = SeededViews(ImageFiles(paths, labels), per_image, seed=0)
     from lightly.transforms import SimCLRTransform
 
@@ -145,7 +159,7 @@ def pipelines(paths: list[str], size: int) -> dict:
 def batch_stage(size: int, batch: int = 64, batches: int = 4):
     """crop_first's batched stage (colour, grayscale, blur, normalise) on ``batches`` batches
     of uint8 views: a pass to time, and its number of views."""
-    augment = BatchAugmentation(size, MEAN, STD, **AUGMENT)
+    augment = BatchAugmentation(size, MEAN, STD, **augment_preset())
     views = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8)
 
     def run():
@@ -203,7 +217,7 @@ def gpu_figures(paths: list[str], size: int, batch: int = 128, repeats: int = 5)
     device = torch.device("cuda")
     files = ImageFiles(paths, [0] * len(paths)).with_decoder(EncodedViews(size, VIEWS))
     items = default_collate([files[i % len(paths)][0] for i in range(batch)])
-    augment = BatchAugmentation(size, MEAN, STD, **AUGMENT).to(device)
+    augment = BatchAugmentation(size, MEAN, STD, **augment_preset()).to(device)
 
     def step():
         views = decode_views(items, size, device)
@@ -303,6 +317,9 @@ def main() -> None:
                 if name != "per_image":
                     ratio = rate / today
                     print(f"folder_views_per_s_per_core_{size}px_{name}_vs_per_image: {ratio:.2f}")
+                if name in ("per_image", "crop_first", "crop_first_cpu_only"):
+                    ratio = rate / rates["lightly"]
+                    print(f"folder_views_per_s_per_core_{size}px_{name}_vs_lightly: {ratio:.2f}")
         print(f"dct_scale_mean_{size}px: {mean_scale:.2f}")
 
 

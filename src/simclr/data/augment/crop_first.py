@@ -53,10 +53,11 @@ DCT_SCALES = (8, 4, 2, 1)
 # File name endings that device_decode accepts (nvJPEG decodes JPEG only).
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 
-Source = str | Path | bytes
+# An image file: its path, or its bytes.
+FileOrBytes = str | Path | bytes
 
 
-def _open(source: Source) -> Image.Image:
+def _open(source: FileOrBytes) -> Image.Image:
     """A lazily decoded image: the header is read, no pixel yet."""
     if isinstance(source, bytes | bytearray | memoryview):
         return Image.open(io.BytesIO(source))
@@ -92,12 +93,12 @@ def dct_scale(boxes: Sequence[tuple[int, int, int, int]], image_size: int) -> in
     return next((scale for scale in DCT_SCALES if smallest >= scale * image_size), 1)
 
 
-def decode_jpeg_scaled(source: Source, size: tuple[int, int], scale: int) -> Tensor | None:
+def decode_jpeg_scaled(source: FileOrBytes, size: tuple[int, int], scale: int) -> Tensor | None:
     """A JPEG of ``size`` (width, height) decoded by simplejpeg (libjpeg-turbo) at 1/``scale``
     (the smallest DCT scale that still gives at least size / scale), as uint8 ``(3, H, W)``;
     None where simplejpeg refuses it (CMYK, a damaged file: PIL then decodes or reports it).
-    On this project's photographs simplejpeg took about 2/3 of PIL's time for the same
-    decoding (bench/data.py's decode_ms_* lines, README "Loading speed")."""
+    simplejpeg is the faster of the two for the same decoding (bench/data.py's decode_ms_*
+    lines, README "Loading speed")."""
     data = source if isinstance(source, bytes) else Path(source).read_bytes()
     try:
         pixels = simplejpeg.decode_jpeg(
@@ -133,7 +134,7 @@ class CropFirstViews:
         self.crop_scale, self.crop_ratio = tuple(crop_scale), tuple(crop_ratio)
         self.flip_prob = flip_prob
 
-    def __call__(self, source: Source) -> list[Tensor]:
+    def __call__(self, source: FileOrBytes) -> list[Tensor]:
         size = self.image_size
         with _open(source) as image:
             width, height = image.size
@@ -158,8 +159,7 @@ class CropFirstViews:
             x1 = max(x0 + 1, min(round((left + box_w) * sx), scaled_w))
             y1 = max(y0 + 1, min(round((top + box_h) * sy), scaled_h))
             # torchvision's uint8 resize, antialiased as the per-image pipeline's; with
-            # simplejpeg, the worker took half the time of PIL's decode and resize at 224 px
-            # (README "Loading speed").
+            # simplejpeg, faster than PIL's decode and resize (README "Loading speed").
             view = TF.resized_crop(decoded, y0, x0, y1 - y0, x1 - x0, [size, size], antialias=True)
             views.append(view.flip(-1) if flip else view)
         return views
@@ -173,7 +173,7 @@ class EncodedViews(CropFirstViews):
     reports (or skips) as an undecodable file.
     """
 
-    def __call__(self, source: Source) -> dict:
+    def __call__(self, source: FileOrBytes) -> dict:
         data = source if isinstance(source, bytes) else Path(source).read_bytes()
         with _open(data) as image:
             if image.format != "JPEG":

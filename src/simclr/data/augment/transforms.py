@@ -1,4 +1,4 @@
-"""SimCLR's data augmentations (Chen et al., 2020, appendix A), in the paper's order.
+"""SimCLR's data augmentations (Chen et al., 2020, appendix A), per image, in the paper's order.
 
 1. Random resized crop, scale (0.08, 1), aspect ratio (3/4, 4/3), resized to the image size;
    horizontal flip with p = 0.5.
@@ -7,87 +7,84 @@
 3. Gaussian blur with a kernel of 10% of the image side (odd), sigma ~ U(0.1, 2.0), with
    probability ``blur_prob`` (0.5 for 96 px and larger; never for 32 px images).
 
-The presets live in ``configs/data/augment/``; the numbers here are what they select.
-Images come in as PIL images or uint8 tensors ``(3, H, W)``; views go out as normalised float
-tensors ``(3, size, size)``.
+Each operation is a class of :mod:`simclr.data.augment.ops`; the presets live in
+``configs/data/augment/``. Images come in as PIL images or uint8 tensors ``(3, H, W)``; views
+go out as normalised float tensors ``(3, size, size)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
+from PIL import Image
 from torch import Tensor
 from torchvision.transforms import v2
 
+from simclr.data.augment.ops.base import Draw
+from simclr.data.augment.ops.blur import blur_kernel_size
+from simclr.data.augment.pipeline import Normalise, Pipeline, from_pil, to_pil
+from simclr.data.augment.settings import AugmentSettings
 from simclr.rules import EVAL_CROP_FRACTION, NUM_VIEWS
 
-
-def blur_kernel_size(image_size: int) -> int:
-    """10% of the image side, rounded down to an odd number of at least 3."""
-    kernel = max(3, int(0.1 * image_size))
-    return kernel if kernel % 2 == 1 else kernel + 1
+__all__ = [
+    "AugmentSettings",
+    "MultiViewTransform",
+    "blur_kernel_size",
+    "evaluation_transform",
+    "simclr_augmentation",
+]
 
 
 def _to_normalised_float(mean: Sequence[float], std: Sequence[float]) -> list:
     return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
 
 
-@dataclass(frozen=True)
-class AugmentSettings:
-    """The settings of SimCLR's augmentation (``data.augment``), for both pipelines: this
-    module's per-image one and :class:`~simclr.data.augment.batch_augment.BatchAugmentation`.
+class StepsAfterCrop:
+    """The steps after the crop stage on one view, their parameters drawn as a batch of one
+    from torch's global generator.
 
-    ``rotation_prob`` > 0 adds a rotation by an angle ~ U(-``rotation_degrees``,
-    ``rotation_degrees``) after the crop and flip (not in the paper; for digits).
+    With ``pixel_dtype=uint8`` (photographs): a PIL image or uint8 tensor ``(3, S, S)`` in,
+    PIL's uint8 operations, a normalised float view out. With ``float32``: a float view
+    ``(3, S, S)`` in [0, 1] in and out (normalised after).
     """
 
-    color_strength: float = 0.5
-    color_prob: float = 0.8
-    grayscale_prob: float = 0.2
-    blur_prob: float = 0.0
-    crop_scale: tuple[float, float] = (0.08, 1.0)
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    flip_prob: float = 0.5
-    rotation_prob: float = 0.0
-    rotation_degrees: float = 0.0
+    def __init__(self, pipeline: Pipeline, mean: Sequence[float], std: Sequence[float]):
+        self.pipeline = pipeline
+        self.normalise = Normalise(mean, std)
 
-    def __post_init__(self):
-        # Lists from a config become tuples, as the samplers take them.
-        object.__setattr__(self, "crop_scale", tuple(self.crop_scale))
-        object.__setattr__(self, "crop_ratio", tuple(self.crop_ratio))
+    def __call__(self, view: Image.Image | Tensor) -> Tensor:
+        pipeline = self.pipeline
+        if isinstance(view, Image.Image):
+            height, width = view.height, view.width
+        else:
+            height, width = view.shape[-2:]
+        params = pipeline.sample(Draw(1), height, width, pipeline.after_crop)
+        if not pipeline.on_pil:
+            return pipeline.finish(view[None], params)[0]
+        image = view if isinstance(view, Image.Image) else to_pil(view)
+        return self.normalise(from_pil(pipeline.finish_pil(image, params, 0)))
+
+    def __repr__(self) -> str:
+        names = ", ".join(op.name for op in self.pipeline.after_crop)
+        return f"StepsAfterCrop({names}; {self.pipeline.settings.pixel_dtype})"
 
 
 def simclr_augmentation(
     image_size: int, mean: Sequence[float], std: Sequence[float], **augment
 ) -> v2.Compose:
     """One random view of an image, as the paper draws it (see the module docstring);
-    ``augment`` holds :class:`AugmentSettings`' fields."""
-    a = AugmentSettings(**augment)
-    s = a.color_strength
-    steps = [
-        v2.ToImage(),
-        v2.RandomResizedCrop(image_size, scale=a.crop_scale, ratio=a.crop_ratio, antialias=True),
-        v2.RandomHorizontalFlip(p=a.flip_prob),
-    ]
-    if a.rotation_prob > 0 and a.rotation_degrees > 0:
-        rotation = v2.RandomRotation(
-            a.rotation_degrees, interpolation=v2.InterpolationMode.BILINEAR
-        )
-        steps.append(v2.RandomApply([rotation], p=a.rotation_prob))
-    # The colour operations work on floats: on uint8 every one of them would round its
-    # output to 256 levels, which coarsens dark or low-contrast images (upsampled digits
-    # have 17 grey levels to begin with). The batched pipeline computes in floats as well.
-    steps += [
-        v2.ToDtype(torch.float32, scale=True),
-        v2.RandomApply([v2.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=a.color_prob),
-        v2.RandomGrayscale(p=a.grayscale_prob),
-    ]
-    if a.blur_prob > 0:
-        blur = v2.GaussianBlur(blur_kernel_size(image_size), sigma=(0.1, 2.0))
-        steps.append(v2.RandomApply([blur], p=a.blur_prob))
-    return v2.Compose([*steps, v2.Normalize(list(mean), list(std))])
+    ``augment`` holds :class:`AugmentSettings`' fields. The crop and flip are torchvision's;
+    the steps after them follow ``pixel_dtype`` (:class:`StepsAfterCrop`)."""
+    pipeline = Pipeline(AugmentSettings(**augment), image_size)
+    crop_stage = [op.per_image() for op in pipeline.crop_stage]
+    after_crop = StepsAfterCrop(pipeline, mean, std)
+    if pipeline.on_pil:
+        return v2.Compose([*crop_stage, after_crop])
+    # The crop rounds to uint8 as before; the steps after it compute in floats.
+    to_float = v2.ToDtype(torch.float32, scale=True)
+    normalise = v2.Normalize(list(mean), list(std))
+    return v2.Compose([v2.ToImage(), *crop_stage, to_float, after_crop, normalise])
 
 
 def evaluation_transform(
