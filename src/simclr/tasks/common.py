@@ -1,5 +1,6 @@
-"""What every task shares: the one Trainer builder, the config as plain values, the metrics
-file, and the body of the user-facing entry points (``train.py``, ``finetune.py``)."""
+"""What every task shares: the start of a run, the one Trainer builder, the config as plain
+values, the run's record (metrics file, loggers ended), and the body of the user-facing entry
+points (``train.py``, ``finetune.py``)."""
 
 from __future__ import annotations
 
@@ -73,6 +74,8 @@ def build_trainer(cfg: DictConfig, model: L.LightningModule) -> L.Trainer:
     manual optimisation (gradient caching) ``model`` clips its gradients itself, so Lightning's
     ``gradient_clip_val`` is switched off (Lightning refuses it there).
     """
+    callbacks = instantiate_all(cfg.get("callbacks"))
+    loggers = instantiate_all(cfg.get("logger"))
     # A config without the preemption group (composed by hand) gets the handler's defaults.
     preemption = cfg.get("preemption")
     handler = PreemptionHandler(*([preemption.signals] if preemption is not None else []))
@@ -86,23 +89,28 @@ def build_trainer(cfg: DictConfig, model: L.LightningModule) -> L.Trainer:
         )
     return hydra.utils.instantiate(
         cfg.trainer,
-        callbacks=[*instantiate_all(cfg.get("callbacks")), handler],
-        logger=instantiate_all(cfg.get("logger")) or False,
+        callbacks=[*callbacks, handler],
+        logger=loggers or False,
         plugins=plugins,
         **({} if model.automatic_optimization else {"gradient_clip_val": None}),
     )
 
 
 @contextmanager
-def logging_to_the_end(trainer: L.Trainer) -> Iterator[L.Trainer]:
-    """The block of a task's ``fit`` (and ``test``): the loggers' tracking runs are ended
-    after it, marked failed if it raised (:func:`simclr.loggers.finish_runs`)."""
+def record_run(trainer: L.Trainer, output_dir: str | Path) -> Iterator[dict[str, float]]:
+    """The block of a task's ``fit`` (and ``test``), which puts the run's final metrics in the
+    dict it is given: after it they are written to ``<output_dir>/metrics.json``
+    (non-finite values warned about), and the loggers' tracking runs are ended, marked failed if
+    the block raised (:func:`simclr.loggers.finish_runs`)."""
+    metrics: dict[str, float] = {}
     try:
-        yield trainer
+        yield metrics
+        path = write_metrics(metrics, output_dir)
     except BaseException:
         finish_runs(trainer.loggers, failed=True)
         raise
     finish_runs(trainer.loggers)
+    log.info("metrics written to %s", path)
 
 
 def write_metrics(metrics: dict, output_dir: str | Path) -> Path:
