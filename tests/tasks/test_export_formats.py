@@ -1,7 +1,7 @@
 """``python -m simclr.export CKPT OUT --format torchvision|timm|torchscript|onnx``: every format
-round-trips, loaded back as a user would load it (PretrainedEncoder.read, timm, torch.jit, onnxruntime),
-with the encoder's features; a backbone timm has no architecture for is refused with the
-formats that work; a copy that computes other features is an error and is not kept."""
+round-trips, loaded back as a user would load it (PretrainedEncoder.read, timm, torch.jit,
+onnxruntime), with the encoder's features; a backbone timm has no architecture for is refused
+with the formats that work; a copy that computes other features is an error and is not kept."""
 
 from __future__ import annotations
 
