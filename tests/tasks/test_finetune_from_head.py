@@ -65,7 +65,7 @@ def test_head_layer_one_is_loaded_from_the_checkpoint(pretrained, tmp_path):
     for key, value in kept.items():  # frozen in linear evaluation: still the pre-trained ones
         assert torch.equal(value, projection[key]), key
     # The fresh layer would differ: the weights really came from the checkpoint.
-    config = PretrainedEncoder.read(pretrained).with_head().head_config
+    config = PretrainedEncoder.read(pretrained).require_head().head_config
     fresh, _ = head_layers(config, projection["0.weight"].shape[1], 1)
     assert not torch.equal(fresh[0].weight, projection["0.weight"])
     # mode=linear: BatchNorm (no parameters), then the linear classifier on layer 1's output.
@@ -77,7 +77,7 @@ def test_full_fine_tuning_from_an_export_with_the_head(pretrained, tmp_path):
     export = tmp_path / "export"
     assert export_main([str(pretrained), str(export), "--head"]) == 0
     assert (export / "head.pt").exists() and (export / "head.json").exists()
-    head = PretrainedEncoder.read(export).with_head().head
+    head = PretrainedEncoder.read(export).require_head().head
     for key, value in state(pretrained, "projection.").items():
         assert torch.equal(head.state_dict[key], value)
     cfg = finetune_config(tmp_path / "run", f"pretrained_ckpt={export}", "from_head_layer=2")

@@ -52,9 +52,12 @@ class HeadWeights:
     source: Path
 
 
-def read_encoder_files(path: str | Path) -> tuple[dict, int, dict[str, Tensor], Path]:
+def read_encoder_files(
+    path: str | Path,
+) -> tuple[dict, int, dict[str, Tensor], Path, HeadWeights | None]:
     """The encoder in a Lightning checkpoint or an export (``encoder.pt``, its folder, or
-    ``encoder.json``) as stored: ``(backbone, image_size, state_dict, file)``."""
+    ``encoder.json``) as stored, and the projection head stored with it (None: none):
+    ``(backbone, image_size, state_dict, file, head)``."""
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"pretrained_ckpt {path} does not exist")
@@ -64,8 +67,8 @@ def read_encoder_files(path: str | Path) -> tuple[dict, int, dict[str, Tensor], 
             raise DataError(f"{path} does not exist: export with python -m simclr.export")
     description = path.parent / DESCRIPTION_FILE
     if path.name == WEIGHTS_FILE and description.exists():
-        return (*_read_export(path, description), path)
-    return (*_read_checkpoint(path), path)
+        return (*_read_export(path, description), path, _read_exported_head(path.parent))
+    return _read_checkpoint(path)
 
 
 def write_files(
@@ -125,7 +128,7 @@ def _read_export(path: Path, description: Path) -> tuple[dict, int, dict[str, Te
     return backbone, image_size, state
 
 
-def _read_checkpoint(path: Path) -> tuple[dict, int, dict[str, Tensor]]:
+def _read_checkpoint(path: Path) -> tuple[dict, int, dict[str, Tensor], Path, HeadWeights | None]:
     checkpoint = _load_file(path)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise DataError(
@@ -141,7 +144,10 @@ def _read_checkpoint(path: Path) -> tuple[dict, int, dict[str, Tensor]]:
     state = _entries(checkpoint["state_dict"], ENCODER_PREFIX)
     if not state:
         raise DataError(f"{path} holds no encoder weights (no '{ENCODER_PREFIX}*' entries)")
-    return hparams["backbone"], int(hparams["image_size"]), state
+    projection = _entries(checkpoint["state_dict"], PROJECTION_PREFIX)
+    # A fine-tuning checkpoint has none (its ``head`` is the one its classifier sat on).
+    head = HeadWeights(dict(hparams["head"]), projection, path) if projection else None
+    return hparams["backbone"], int(hparams["image_size"]), state, path, head
 
 
 def _entries(state_dict: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
@@ -149,26 +155,13 @@ def _entries(state_dict: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
     return {k.removeprefix(prefix): v for k, v in state_dict.items() if k.startswith(prefix)}
 
 
-def read_head_files(source: Path) -> HeadWeights:
-    """The projection head beside the encoder read from ``source`` (an export's ``encoder.pt``,
-    or a checkpoint)."""
-    if source.name == WEIGHTS_FILE:
-        folder = source.parent
-        weights, description = folder / HEAD_WEIGHTS_FILE, folder / HEAD_DESCRIPTION_FILE
-        if not (weights.exists() and description.exists()):
-            raise DataError(
-                f"{folder} holds no projection head ({HEAD_WEIGHTS_FILE}, "
-                f"{HEAD_DESCRIPTION_FILE}); export it with python -m simclr.export <ckpt> "
-                f"{folder} --head, or give the pre-training checkpoint"
-            )
-        config = json.loads(description.read_text())["head"]
-        return HeadWeights(config, torch.load(weights, map_location="cpu"), weights)
-    checkpoint = _load_file(source)
-    hparams = (checkpoint.get("hyper_parameters") or {}) if isinstance(checkpoint, dict) else {}
-    state = _entries(checkpoint.get("state_dict") or {}, PROJECTION_PREFIX)
-    if "head" not in hparams or not state:
-        raise DataError(
-            f"{source} holds no projection head (it is not a pre-training checkpoint); "
-            "from_head_layer > 0 needs the pre-training checkpoint, or an export made with --head"
-        )
-    return HeadWeights(dict(hparams["head"]), state, source)
+def _read_exported_head(folder: Path) -> HeadWeights | None:
+    """The projection head exported with ``--head`` into ``folder``, None if it was not."""
+    weights, description = folder / HEAD_WEIGHTS_FILE, folder / HEAD_DESCRIPTION_FILE
+    if not (weights.exists() and description.exists()):
+        return None
+    try:
+        config = dict(json.loads(description.read_text())["head"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise DataError(f"{description} is not a projection head description: {error!r}") from None
+    return HeadWeights(config, torch.load(weights, map_location="cpu"), weights)

@@ -270,7 +270,7 @@ def export_head(checkpoint: str | Path, out_dir: str | Path) -> tuple[Path, Path
     """Write ``head.pt`` (the projection head's ``state_dict``, keys ``net.<i>...``) and
     ``head.json`` (its :class:`ProjectionHead` arguments, ``input_dim`` included) for the
     head of a pre-training checkpoint, next to the exported encoder."""
-    weights = PretrainedEncoder.read(checkpoint).with_head()
+    weights = PretrainedEncoder.read(checkpoint).require_head()
     feature_dim = weights.build()[1]
     head = ProjectionHead(feature_dim, **weights.head.config)
     head.load_state_dict(weights.head.state_dict, strict=True)  # refuses a head that does not fit

@@ -8,7 +8,7 @@ is h itself (SimCLR v1); k equal to the head's number of layers is its output z 
 code allows it too).
 
 The head's weights and its architecture come with the pre-trained encoder
-(:meth:`simclr.models.pretrained.PretrainedEncoder.with_head`): from a pre-training
+(:class:`simclr.models.pretrained.PretrainedEncoder`'s ``head``): from a pre-training
 checkpoint, or from an export written with ``python -m simclr.export <ckpt> <out_dir> --head``.
 """
 

@@ -7,9 +7,8 @@ entries of its ``state_dict``), or from an export (``encoder.pt``, its folder, o
 ``encoder.json``: :mod:`simclr.models.encoder_files`); or it is a freshly initialised encoder
 of a chosen backbone (:meth:`PretrainedEncoder.fresh`, fine-tuning's ``pretrained_ckpt=null``).
 It knows its architecture (the backbone description, with the stem written out, and the image
-size) and, once asked (:meth:`PretrainedEncoder.with_head`), the projection head stored with
-it; it checks a requested backbone and image size against itself, and builds the encoder with
-its weights.
+size) and the projection head stored with it; it checks a requested backbone and image size
+against itself, and builds the encoder with its weights.
 """
 
 from __future__ import annotations
@@ -22,7 +21,13 @@ from torch import Tensor, nn
 
 from simclr.errors import ConfigError, DataError
 from simclr.models.backbones import BACKBONES, build_backbone, has_stem_choice, use_small_stem
-from simclr.models.encoder_files import HeadWeights, read_encoder_files, read_head_files
+from simclr.models.encoder_files import (
+    HEAD_DESCRIPTION_FILE,
+    HEAD_WEIGHTS_FILE,
+    WEIGHTS_FILE,
+    HeadWeights,
+    read_encoder_files,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +86,7 @@ class PretrainedEncoder:
     ``image_size``; for weights read from a file, as :func:`resolve_stem` writes them out
     (``small_stem`` a plain bool: the stem the weights were made for; timm's ``pretrained``
     false). ``weights`` is None for a fresh encoder, which has no ``source`` either; ``head`` is
-    the projection head stored with the weights, once :meth:`with_head` has read it.
+    the projection head stored with the weights (None: none, or not kept).
     """
 
     backbone: dict
@@ -93,8 +98,8 @@ class PretrainedEncoder:
     @classmethod
     def read(cls, path: str | Path) -> PretrainedEncoder:
         """The encoder in a Lightning checkpoint or an export (see the module docstring)."""
-        backbone, image_size, state_dict, source = read_encoder_files(path)
-        return cls(resolve_stem(backbone, image_size), image_size, state_dict, source)
+        backbone, image_size, state_dict, source, head = read_encoder_files(path)
+        return cls(resolve_stem(backbone, image_size), image_size, state_dict, source, head)
 
     @classmethod
     def fresh(cls, backbone: dict, image_size: int) -> PretrainedEncoder:
@@ -130,7 +135,7 @@ class PretrainedEncoder:
         encoder = cls.read(pretrained_ckpt)
         encoder.check_backbone(backbone)
         encoder = encoder.at_image_size(image_size)
-        return encoder.with_head() if from_head_layer else encoder
+        return encoder.require_head() if from_head_layer else replace(encoder, head=None)
 
     @property
     def small_stem(self) -> bool | None:
@@ -171,13 +176,22 @@ class PretrainedEncoder:
             )
         return replace(self, image_size=requested)
 
-    def with_head(self) -> PretrainedEncoder:
-        """This encoder with the projection head stored beside it: in a pre-training
-        checkpoint, or in an export written with ``--head``. A file without one is a
+    def require_head(self) -> PretrainedEncoder:
+        """This encoder, which must have the projection head stored beside it: in a pre-training
+        checkpoint, or in an export written with ``--head``. Without one, a
         :class:`DataError` that says how to get one."""
-        if self.source is None:
-            raise ConfigError("a fresh encoder has no pre-trained projection head")
-        return replace(self, head=read_head_files(self.source))
+        if self.head is not None:
+            return self
+        if self.source is not None and self.source.name == WEIGHTS_FILE:
+            raise DataError(
+                f"{self.source.parent} holds no projection head ({HEAD_WEIGHTS_FILE}, "
+                f"{HEAD_DESCRIPTION_FILE}); export it with python -m simclr.export <ckpt> "
+                f"{self.source.parent} --head, or give the pre-training checkpoint"
+            )
+        raise DataError(
+            f"{self.source} holds no projection head (it is not a pre-training checkpoint); "
+            "from_head_layer > 0 needs the pre-training checkpoint, or an export made with --head"
+        )
 
     def build(self) -> tuple[nn.Module, int]:
         """A new encoder of this architecture, with these weights (loaded strictly) unless

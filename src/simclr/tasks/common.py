@@ -1,6 +1,6 @@
-"""What every task shares: the start of a run, the one Trainer builder, the config as plain
-values, the run's record (metrics file, loggers ended), and the body of the user-facing entry
-points (``train.py``, ``finetune.py``)."""
+"""What every task shares: the start of a run, the one Trainer builder and its recorded run
+(metrics file, loggers ended), the config as plain values, and the body of the user-facing
+entry points (``train.py``, ``finetune.py``)."""
 
 from __future__ import annotations
 
@@ -97,31 +97,30 @@ def build_trainer(cfg: DictConfig, model: L.LightningModule) -> L.Trainer:
 
 
 @contextmanager
-def record_run(trainer: L.Trainer, output_dir: str | Path) -> Iterator[dict[str, float]]:
-    """The block of a task's ``fit`` (and ``test``), which puts the run's final metrics in the
-    dict it is given: after it they are written to ``<output_dir>/metrics.json``
-    (non-finite values warned about), and the loggers' tracking runs are ended, marked failed if
-    the block raised (:func:`simclr.loggers.finish_runs`)."""
+def recorded_trainer(
+    cfg: DictConfig, model: L.LightningModule
+) -> Iterator[tuple[L.Trainer, dict[str, float]]]:
+    """The Trainer of :func:`build_trainer` for ``model``, and a dict for the run's final
+    metrics, for the block of a task's ``fit`` (and ``test``). After the block the metrics are
+    written to ``<paths.output_dir>/metrics.json`` (non-finite values warned about), and the
+    loggers' tracking runs are ended, marked failed if the block raised
+    (:func:`simclr.loggers.finish_runs`)."""
+    trainer = build_trainer(cfg, model)
+    log.info("output folder: %s", cfg.paths.output_dir)
     metrics: dict[str, float] = {}
     try:
-        yield metrics
-        path = write_metrics(metrics, output_dir)
+        yield trainer, metrics
+        non_finite = [name for name, value in metrics.items() if not math.isfinite(value)]
+        if non_finite:
+            log.warning("non-finite final metrics: %s", ", ".join(non_finite))
+        path = Path(cfg.paths.output_dir) / "metrics.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     except BaseException:
         finish_runs(trainer.loggers, failed=True)
         raise
     finish_runs(trainer.loggers)
     log.info("metrics written to %s", path)
-
-
-def write_metrics(metrics: dict, output_dir: str | Path) -> Path:
-    """Write ``metrics`` to ``<output_dir>/metrics.json``, warning about non-finite values."""
-    non_finite = [name for name, value in metrics.items() if not math.isfinite(value)]
-    if non_finite:
-        log.warning("non-finite final metrics: %s", ", ".join(non_finite))
-    path = Path(output_dir) / "metrics.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    return path
 
 
 def run_for_user(run: Callable[[DictConfig], dict], cfg: DictConfig) -> float | None:

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, open_dict
 from simclr.data.finetuning import FineTuneDataModule
 from simclr.models.finetune import FineTuneModule
 from simclr.models.pretrained import PretrainedEncoder
-from simclr.tasks.common import build_trainer, plain, record_run, start_run
+from simclr.tasks.common import plain, recorded_trainer, start_run
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +49,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     The config is checked before any work, as for pre-training (``label_fraction`` included);
     ``ckpt_path`` resumes a fine-tuning run as it does a pre-training one.
     """
-    ckpt_path = start_run(cfg)
     if not cfg.select_on_val:
         cfg = without_validation(cfg)
+    ckpt_path = start_run(cfg)
     encoder = PretrainedEncoder.for_finetuning(
         cfg.pretrained_ckpt,
         backbone=plain(cfg.backbone) if cfg.get("backbone") else None,
@@ -91,9 +91,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         if cfg.label_subset is not None
         else f"label_fraction={cfg.label_fraction}",
     )
-    trainer = build_trainer(cfg, model)
-    log.info("output folder: %s", cfg.paths.output_dir)
-    with record_run(trainer, cfg.paths.output_dir) as metrics:
+    with recorded_trainer(cfg, model) as (trainer, metrics):
         with warnings.catch_warnings():
             if not model.train_encoder:  # the frozen encoder is in eval mode on purpose
                 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")

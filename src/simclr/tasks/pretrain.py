@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from simclr.data import SimCLRDataModule
 from simclr.models import SimCLRModule
-from simclr.tasks.common import build_trainer, plain, record_run, start_run
+from simclr.tasks.common import plain, recorded_trainer, start_run
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     ckpt_path = start_run(cfg)
     datamodule = build_datamodule(cfg)
     model = build_model(cfg)
-    trainer = build_trainer(cfg, model)
-    log.info("output folder: %s", cfg.paths.output_dir)
-    with record_run(trainer, cfg.paths.output_dir) as metrics:
+    with recorded_trainer(cfg, model) as (trainer, metrics):
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics.update(
             (name, float(value))
