@@ -160,9 +160,9 @@ def raw_pixel_floor(evaluator: Evaluator, base: list[str], scratch: Path) -> dic
 
 def load_encoder(path: Path | str) -> nn.Module:
     """The encoder of a pre-training checkpoint or an export, its weights loaded strictly."""
-    from simclr.models import read_encoder
+    from simclr.models import PretrainedEncoder
 
-    return read_encoder(path).build()[0]
+    return PretrainedEncoder.read(path).build()[0]
 
 
 def train_ours(cfg) -> tuple[nn.Module, dict]:
@@ -308,15 +308,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         base = [f"experiment={args.experiment}", *QUIET, *args.overrides]
         if args.ckpt:  # the checkpoint's images are scored at the size it was trained at
-            from simclr.models import read_encoder
+            from simclr.models import PretrainedEncoder
 
-            weights = read_encoder(args.ckpt)
-            base.append(f"data.image_size={weights.image_size}")
+            pretrained = PretrainedEncoder.read(args.ckpt)
+            base.append(f"data.image_size={pretrained.image_size}")
         cfg = compose(base, Path(scratch) / "compose")
         evaluator = Evaluator(cfg)
         floors = {"raw_pixels": raw_pixel_floor(evaluator, base, Path(scratch))}
         if args.ckpt:
-            scores = evaluator.score_encoder(weights.build()[0])
+            scores = evaluator.score_encoder(pretrained.build()[0])
             for name, value in scores.items():
                 report(name, value)
             for name, value in floors["raw_pixels"].items():
@@ -325,12 +325,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from omegaconf import OmegaConf
 
-        from simclr.models import build_backbone
+        from simclr.models import PretrainedEncoder
 
         torch.manual_seed(0)
-        random_encoder, _ = build_backbone(
-            image_size=cfg.data.image_size, **OmegaConf.to_container(cfg.backbone, resolve=True)
-        )
+        backbone = OmegaConf.to_container(cfg.backbone, resolve=True)
+        random_encoder, _ = PretrainedEncoder.fresh(backbone, cfg.data.image_size).build()
         floors["random_encoder"] = evaluator.score_encoder(random_encoder)
         for floor, scores in floors.items():
             for name, value in scores.items():

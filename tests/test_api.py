@@ -32,6 +32,10 @@ def test_pretraining_then_linear_evaluation_on_digits(tmp_path, monkeypatch):
     assert (pre.run_dir / "train.log").is_file()  # the log file train.py writes
     assert pre.config.data.name == "digits" and pre.config.trainer.max_epochs == 2
     assert pre.checkpoint == pre.run_dir / "checkpoints" / "last.ckpt"
+    encoder = pre.encoder()
+    assert encoder.source == pre.checkpoint and encoder.image_size == 16
+    assert encoder.backbone["name"] == "resnet18_slim" and encoder.small_stem is True
+    assert encoder.head is not None  # a pre-training run's projection head comes with it
 
     linear = simclr.finetune(pre.checkpoint, mode="linear", trainer="cpu", overrides=TINY[1:])
     assert linear.run_dir.parent == tmp_path / "logs" / "finetune" / "runs"

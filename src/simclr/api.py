@@ -13,6 +13,7 @@ the run gets its folder (``logs/<task>/runs/<time>/`` below the working director
                           overrides=["trainer.max_epochs=5"])
     lin = simclr.finetune(pre.checkpoint, mode="linear", overrides=["trainer.max_epochs=5"])
     lin.metrics["test/acc"], lin.run_dir
+    encoder, feature_dim = pre.encoder().build()  # the pre-trained encoder, weights loaded
 """
 
 from __future__ import annotations
@@ -22,12 +23,16 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 from simclr.errors import ConfigError
+
+if TYPE_CHECKING:
+    from simclr.models.pretrained import PretrainedEncoder
 
 CONFIG_DIR_VARIABLE = "SIMCLR_CONFIG_DIR"
 CONFIG_NAMES = ("pretrain.yaml", "finetune.yaml")
@@ -52,6 +57,13 @@ class RunResult:
         if not path.is_file():
             raise ConfigError(f"{self.run_dir} holds no checkpoints/last.ckpt")
         return path
+
+    def encoder(self) -> PretrainedEncoder:
+        """The encoder of the run's :attr:`checkpoint` (its architecture, image size, weights,
+        and a pre-training run's projection head); ``.build()`` gives the module."""
+        from simclr.models.pretrained import PretrainedEncoder
+
+        return PretrainedEncoder.read(self.checkpoint)
 
 
 def find_config_dir(config_dir: str | os.PathLike | None = None) -> Path:

@@ -5,7 +5,8 @@ from conftest import compose_config
 from simclr.config import validate_config
 from simclr.errors import ConfigError
 from simclr.memory.activation_checkpointing import checkpoint_stages
-from simclr.models.backbones import BACKBONES, architecture, build_backbone
+from simclr.models.backbones import BACKBONES, build_backbone
+from simclr.models.pretrained import same_architecture
 from simclr.models.resnet_v2 import (
     ResNetDPool,
     SelectiveKernelConv,
@@ -120,8 +121,8 @@ def test_registered_names_widths_and_sk_ratio_are_checked():
     names = [f"resnet{d}_w{w}" for d in (101, 152) for w in (1, 2, 3)]
     assert set(names) <= set(BACKBONES.names())
     # The three names of a depth are one family: the width decides, as for resnet50_w1/2/4.
-    assert architecture({"name": "resnet152_w1", "width": 3}) == architecture(
-        {"name": "resnet152_w3", "width": 3}
+    assert same_architecture(
+        {"name": "resnet152_w1", "width": 3}, {"name": "resnet152_w3", "width": 3}
     )
     with pytest.raises(ConfigError, match=r"backbone.width=4: must be one of 1, 2, 3"):
         build_backbone("resnet101_w1", image_size=224, width=4)

@@ -7,7 +7,8 @@ import torch
 from conftest import compose_config
 from simclr.config import validate_config
 from simclr.errors import ConfigError
-from simclr.models.backbones import architecture, build_backbone, resolved
+from simclr.models.backbones import build_backbone
+from simclr.models.pretrained import resolve_stem, same_architecture
 
 
 @pytest.mark.parametrize(
@@ -57,8 +58,8 @@ def test_an_unknown_model_is_a_config_error_before_any_work(tmp_path):
 
 def test_loaded_weights_make_timm_pretrained_moot_and_no_stem_is_added():
     asked = {"name": "timm", "model": "convnext_atto", "pretrained": True, "model_args": {}}
-    stored = resolved(asked, image_size=32)
+    stored = resolve_stem(asked, image_size=32)
     # Fine-tuning from a checkpoint must not download timm's weights only to replace them.
     assert stored["pretrained"] is False and "small_stem" not in stored
-    assert architecture(stored) == architecture(asked)
-    assert resolved({"name": "resnet18"}, 32)["small_stem"] is True
+    assert same_architecture(stored, asked)
+    assert resolve_stem({"name": "resnet18"}, 32)["small_stem"] is True

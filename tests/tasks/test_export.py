@@ -9,7 +9,8 @@ from torch import nn
 
 from conftest import compose_config, save_pretrain_checkpoint
 from simclr.errors import DataError
-from simclr.models import export_encoder, read_encoder
+from simclr.models import PretrainedEncoder
+from simclr.models.exports import export
 from simclr.tasks.export import main
 
 
@@ -24,7 +25,7 @@ def test_exported_resnet18_loads_into_plain_torchvision_with_the_same_features(
 ):
     backbone = {"name": "resnet18", "width": 1, "depthwise": False, "small_stem": None}
     model, checkpoint = save_checkpoint(tmp_path, backbone, image_size)
-    weights_path, description_path = export_encoder(checkpoint, tmp_path / "export")
+    weights_path, description_path = export(checkpoint, tmp_path / "export").files
     info = json.loads(description_path.read_text())
     assert info["backbone"]["small_stem"] is small_stem and info["feature_dim"] == 512
 
@@ -47,7 +48,7 @@ def test_export_command_and_reader_round_trip(tmp_path, capsys):
     assert main([str(checkpoint), str(tmp_path / "out")]) == 0
     assert "encoder.pt" in capsys.readouterr().out
     for given in (tmp_path / "out", tmp_path / "out" / "encoder.pt"):
-        weights = read_encoder(given)
+        weights = PretrainedEncoder.read(given)
         encoder, _ = weights.build()
         images = torch.randn(2, 3, 32, 32)
         with torch.no_grad():
@@ -60,7 +61,7 @@ def test_finetune_accepts_an_exported_encoder(tmp_path):
 
     backbone = {"name": "slim_resnet18", "width": 0.125, "depthwise": False, "small_stem": None}
     _, checkpoint = save_checkpoint(tmp_path, backbone)
-    export_encoder(checkpoint, tmp_path / "export")
+    export(checkpoint, tmp_path / "export")
     cfg = compose_config(
         [
             "data=fake",
@@ -80,7 +81,7 @@ def test_finetune_accepts_an_exported_encoder(tmp_path):
 def test_a_broken_description_is_named(tmp_path):
     backbone = {"name": "slim_resnet18", "width": 0.125, "depthwise": False, "small_stem": None}
     _, checkpoint = save_checkpoint(tmp_path, backbone)
-    export_encoder(checkpoint, tmp_path / "out")
+    export(checkpoint, tmp_path / "out")
     (tmp_path / "out" / "encoder.json").write_text("{not json")
     with pytest.raises(DataError, match=r"encoder\.json is not an encoder description"):
-        read_encoder(tmp_path / "out")
+        PretrainedEncoder.read(tmp_path / "out")

@@ -1,7 +1,7 @@
 """``python -m simclr.export CKPT OUT --format torchvision|timm|torchscript|onnx``: every format
-round-trips, loaded back as a user would load it (read_encoder, timm, torch.jit, onnxruntime),
-with the encoder's features; a backbone timm has no architecture for is refused with the
-formats that work; a copy that computes other features is an error and is not kept."""
+round-trips, loaded back as a user would load it (PretrainedEncoder.read, timm, torch.jit,
+onnxruntime), with the encoder's features; a backbone timm has no architecture for is refused
+with the formats that work; a copy that computes other features is an error and is not kept."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch
 
 from conftest import ROOT, save_pretrain_checkpoint
 from simclr.errors import ConfigError, ExportError
-from simclr.models import read_encoder
+from simclr.models import PretrainedEncoder
 from simclr.models.exports import FORMATS, export
 from simclr.tasks.export import main
 
@@ -54,7 +54,7 @@ def load_as_a_user(format: str, folder) -> list:
     """The exported encoder as features functions, each a way a user loads it, without this
     framework's builders (except the torchvision format, which is finetune.py's input)."""
     if format == "torchvision":
-        return [read_encoder(folder).build()[0].eval()]
+        return [PretrainedEncoder.read(folder).build()[0].eval()]
     if format == "timm":
         config = json.loads((folder / "config.json").read_text())
         by_overlay = timm.create_model(

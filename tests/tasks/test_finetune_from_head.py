@@ -9,7 +9,8 @@ from conftest import FAST_OVERRIDES, compose_config
 from simclr.config import validate_config
 from simclr.errors import ConfigError, DataError
 from simclr.models.finetune import FineTuneModule
-from simclr.models.head_layers import head_layers, read_head
+from simclr.models.head_layers import head_layers
+from simclr.models.pretrained import PretrainedEncoder
 from simclr.optim import LARS, build_optimizer
 from simclr.tasks.export import main as export_main
 from simclr.tasks.finetune import run
@@ -64,7 +65,8 @@ def test_head_layer_one_is_loaded_from_the_checkpoint(pretrained, tmp_path):
     for key, value in kept.items():  # frozen in linear evaluation: still the pre-trained ones
         assert torch.equal(value, projection[key]), key
     # The fresh layer would differ: the weights really came from the checkpoint.
-    fresh, _ = head_layers(read_head(pretrained).config, projection["0.weight"].shape[1], 1)
+    config = PretrainedEncoder.read(pretrained).require_head().head_config
+    fresh, _ = head_layers(config, projection["0.weight"].shape[1], 1)
     assert not torch.equal(fresh[0].weight, projection["0.weight"])
     # mode=linear: BatchNorm (no parameters), then the linear classifier on layer 1's output.
     classifier = state(tmp_path / "checkpoints" / "last.ckpt", "classifier.1.")
@@ -75,7 +77,7 @@ def test_full_fine_tuning_from_an_export_with_the_head(pretrained, tmp_path):
     export = tmp_path / "export"
     assert export_main([str(pretrained), str(export), "--head"]) == 0
     assert (export / "head.pt").exists() and (export / "head.json").exists()
-    head = read_head(export)
+    head = PretrainedEncoder.read(export).require_head().head
     for key, value in state(pretrained, "projection.").items():
         assert torch.equal(head.state_dict[key], value)
     cfg = finetune_config(tmp_path / "run", f"pretrained_ckpt={export}", "from_head_layer=2")

@@ -184,14 +184,14 @@ def test_bad_label_fraction_stops_before_any_work(tmp_path, monkeypatch):
 
 
 def test_initialisation_options_do_not_make_another_architecture(tmp_path):
-    from simclr.models import EncoderWeights
-    from simclr.tasks.finetune import resolve_backbone
+    from simclr.models import PretrainedEncoder
 
     # A checkpoint written before backbone.zero_init_residual existed, or with the other value:
     # its weights replace any initialisation, so the architecture is the same.
     saved = {"name": "slim_resnet18", "width": 0.25, "depthwise": False, "small_stem": True}
-    weights = EncoderWeights(saved, 32, {}, tmp_path / "old.ckpt")
+    encoder = PretrainedEncoder(saved, 32, {}, tmp_path / "old.ckpt")
     requested = {**saved, "small_stem": None, "zero_init_residual": False}
-    assert resolve_backbone(requested, weights) == saved
+    encoder.check_backbone(requested)
+    encoder.check_backbone(None)
     with pytest.raises(ConfigError, match="holds a slim_resnet18"):
-        resolve_backbone({**requested, "width": 0.5}, weights)
+        encoder.check_backbone({**requested, "width": 0.5})

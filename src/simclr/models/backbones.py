@@ -54,28 +54,6 @@ WIDE_RESNET_WIDTH = Rule(
 )
 
 
-# Options that only choose how fresh weights are initialised (``pretrained``: timm's published
-# weights): loaded weights make them moot, so two backbone descriptions that differ only in them
-# describe the same architecture.
-INIT_ONLY_OPTIONS = ("zero_init_residual", "pretrained")
-
-
-def architecture(backbone: dict) -> dict:
-    """``backbone`` (build_backbone's keyword arguments) without :data:`INIT_ONLY_OPTIONS`, and
-    with the builder its name (or alias) chooses in place of the name: two names of one builder
-    with the same options are one architecture."""
-    described = {k: v for k, v in backbone.items() if k not in INIT_ONLY_OPTIONS}
-    if described.get("name") in BACKBONES:
-        described["name"] = BACKBONES[described["name"]]
-    return described
-
-
-def describe_backbone(backbone: dict) -> str:
-    """``resnet18_slim (width=0.25, depthwise=False, small_stem=True)``"""
-    options = ", ".join(f"{k}={v}" for k, v in backbone.items() if k != "name")
-    return f"{backbone.get('name')} ({options})"
-
-
 def use_small_stem(image_size: int, small_stem: bool | None) -> bool:
     """The small-image stem is used for images of 32 px or less, unless forced either way."""
     if small_stem is None:
@@ -87,18 +65,6 @@ def has_stem_choice(name: str) -> bool:
     """Whether the backbone ``name`` chooses its stem by image size (the ResNets built here; a
     timm model has its own)."""
     return name in BACKBONES and "small_stem" in inspect.signature(BACKBONES[name]).parameters
-
-
-def resolved(backbone: dict, image_size: int) -> dict:
-    """``backbone`` with what the image size decides written out: ``small_stem`` true or false
-    for a backbone that chooses its stem (the stem a checkpoint's weights were made for), and
-    ``pretrained`` false, since weights about to be loaded replace timm's published ones."""
-    backbone = dict(backbone)
-    if has_stem_choice(backbone.get("name")):
-        backbone["small_stem"] = use_small_stem(image_size, backbone.get("small_stem"))
-    if "pretrained" in backbone:
-        backbone["pretrained"] = False
-    return backbone
 
 
 def build_backbone(name: str, image_size: int, **options) -> tuple[nn.Module, int]:

@@ -3,7 +3,8 @@ CKPT OUT_DIR --format ...``), each checked when written.
 
 - ``torchvision`` (the default): ``encoder.pt``, a plain state dict, and ``encoder.json``, its
   architecture (:mod:`simclr.models.encoder_files`); torchvision's keys for the torchvision
-  ResNets, timm's for timm backbones; what ``finetune.py pretrained_ckpt=`` reads.
+  ResNets, timm's for timm backbones; what ``finetune.py pretrained_ckpt=`` reads. With it, on
+  request, the projection head (``head.pt``, ``head.json``: :func:`export_head`).
 - ``timm``: ``model.safetensors`` and ``config.json`` as timm's ``save_for_hf`` writes them, for
   ``timm.create_model("local-dir:OUT_DIR", pretrained=True)``, or ``timm.create_model(<arch>,
   pretrained=True, pretrained_cfg_overlay=dict(file="OUT_DIR/model.safetensors"), num_classes=0)``
@@ -16,10 +17,11 @@ CKPT OUT_DIR --format ...``), each checked when written.
   S)`` with a dynamic batch size, output ``features`` ``(batch, feature_dim)``; the weights of
   an encoder over 2 GiB go to ``encoder.onnx.data`` beside it.
 
-The check: the written files are loaded back as a user would load them (``read_encoder`` for
-torchvision, timm's ``local-dir`` loader, ``torch.jit.load``, ``onnxruntime``) and their features
-for :data:`CHECK_IMAGES` random images (a batch size other than the one traced or exported
-with) must equal the encoder's within the format's tolerance, elementwise ``|exported - encoder|
+The check: the written files are loaded back as a user would load them
+(:meth:`~simclr.models.pretrained.PretrainedEncoder.read` for torchvision, timm's
+``local-dir`` loader, ``torch.jit.load``, ``onnxruntime``) and their features for
+:data:`CHECK_IMAGES` random images (a batch size other than the one traced or exported with)
+must equal the encoder's within the format's tolerance, elementwise ``|exported - encoder|
 <= atol + rtol * |encoder|`` (:class:`Format`). A failed check removes the files and is an
 :class:`~simclr.errors.ExportError`.
 """
@@ -36,8 +38,10 @@ from torch import Tensor, nn
 
 from simclr.errors import ConfigError, ExportError
 from simclr.extras import ONNX_EXPORT
-from simclr.models.backbones import BACKBONES, describe_backbone
-from simclr.models.encoder_files import EncoderWeights, load_strictly, read_encoder, write_encoder
+from simclr.models.backbones import BACKBONES
+from simclr.models.encoder_files import write_encoder_files, write_head_files
+from simclr.models.heads import ProjectionHead
+from simclr.models.pretrained import PretrainedEncoder, load_strictly
 from simclr.models.resnet_v2 import V2_BUILDERS
 from simclr.models.timm_backbones import create_kwargs, timm_backbone
 from simclr.registry import Registry
@@ -74,7 +78,7 @@ class Format:
     """An export format: ``write(weights, encoder, out_dir) -> files`` and ``load(out_dir) ->
     features function``, and the tolerance of the check (``rtol``, ``atol``)."""
 
-    write: Callable[[EncoderWeights, Encoder, Path], list[Path]]
+    write: Callable[[PretrainedEncoder, Encoder, Path], list[Path]]
     load: Callable[[Path], Callable[[Tensor], Tensor]]
     rtol: float
     atol: float
@@ -94,7 +98,7 @@ class Export:
     atol: float
 
 
-def timm_architecture(weights: EncoderWeights) -> tuple[str, dict]:
+def timm_architecture(weights: PretrainedEncoder) -> tuple[str, dict]:
     """The timm model name and ``create_model`` arguments of the encoder's architecture; a
     :class:`ConfigError` for a backbone timm has no architecture for."""
     backbone = weights.backbone
@@ -105,28 +109,34 @@ def timm_architecture(weights: EncoderWeights) -> tuple[str, dict]:
     plain = (
         backbone.get("width", 1) == 1
         and not backbone.get("depthwise", False)
-        and not backbone.get("small_stem", False)
+        and not weights.small_stem
         and not backbone.get("sk_ratio", 0)
     )
     if builder in TIMM_RESNETS and plain:
         return TIMM_RESNETS[builder], {"num_classes": 0}
     raise ConfigError(
-        f"--format timm: the backbone {describe_backbone(backbone)} has no timm architecture "
+        f"--format timm: the backbone {weights.describe()} has no timm architecture "
         "(timm's ResNets are torchvision's resnet18/34/50 and resnet101/152 at width 1 with the "
         "7x7 stem: no small 3x3 stem, width multiplier, depth-wise or selective-kernel "
         "convolutions); export it with --format torchvision, torchscript or onnx"
     )
 
 
-def _write_torchvision(weights: EncoderWeights, encoder: Encoder, out_dir: Path) -> list[Path]:
-    return list(write_encoder(weights, encoder.feature_dim, out_dir))
+def _write_torchvision(weights: PretrainedEncoder, encoder: Encoder, out_dir: Path) -> list[Path]:
+    description = {
+        "backbone": weights.backbone,
+        "image_size": weights.image_size,
+        "feature_dim": encoder.feature_dim,
+        "source": str(weights.source),
+    }
+    return list(write_encoder_files(weights.weights, description, out_dir))
 
 
 def _load_torchvision(out_dir: Path):
-    return read_encoder(out_dir).build()[0].eval()
+    return PretrainedEncoder.read(out_dir).build()[0].eval()
 
 
-def _write_timm(weights: EncoderWeights, encoder: Encoder, out_dir: Path) -> list[Path]:
+def _write_timm(weights: PretrainedEncoder, encoder: Encoder, out_dir: Path) -> list[Path]:
     import timm
     from timm.models import save_for_hf
 
@@ -145,7 +155,7 @@ def _load_timm(out_dir: Path):
     return timm.create_model(f"local-dir:{out_dir}", pretrained=True, num_classes=0).eval()
 
 
-def _write_torchscript(weights: EncoderWeights, encoder: Encoder, out_dir: Path) -> list[Path]:
+def _write_torchscript(weights: PretrainedEncoder, encoder: Encoder, out_dir: Path) -> list[Path]:
     path = out_dir / TORCHSCRIPT_FILE
     # PyTorch's deprecation notice for TorchScript, and the tracer's warnings about values it
     # takes as constants (a ViT's shape checks): the check below tells whether the trace holds.
@@ -164,7 +174,7 @@ def _load_torchscript(out_dir: Path):
         return torch.jit.load(str(out_dir / TORCHSCRIPT_FILE), map_location="cpu").eval()
 
 
-def _write_onnx(weights: EncoderWeights, encoder: Encoder, out_dir: Path) -> list[Path]:
+def _write_onnx(weights: PretrainedEncoder, encoder: Encoder, out_dir: Path) -> list[Path]:
     for extra in ONNX_EXPORT:
         extra.require("--format onnx")
     path = out_dir / ONNX_FILE
@@ -218,7 +228,7 @@ def export(checkpoint: str | Path, out_dir: str | Path, format: str = "torchvisi
     ``out_dir`` in ``format``, load it back and compare its features with the encoder's; an
     :class:`ExportError` (files removed) if they differ beyond the format's tolerance."""
     chosen = FORMATS[format]
-    weights = read_encoder(checkpoint)
+    weights = PretrainedEncoder.read(checkpoint)
     module, feature_dim = weights.build()  # refuses weights that do not fit their architecture
     encoder = Encoder(module.eval(), feature_dim)
     out_dir = Path(out_dir)
@@ -254,3 +264,19 @@ def export(checkpoint: str | Path, out_dir: str | Path, format: str = "torchvisi
 def _remove(files: list[Path]) -> None:
     for path in files:
         path.unlink(missing_ok=True)
+
+
+def export_head(checkpoint: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``head.pt`` (the projection head's ``state_dict``, keys ``net.<i>...``) and
+    ``head.json`` (its :class:`ProjectionHead` arguments, ``input_dim`` included) for the
+    head of a pre-training checkpoint, next to the exported encoder."""
+    weights = PretrainedEncoder.read(checkpoint).require_head()
+    feature_dim = weights.build()[1]
+    head = ProjectionHead(feature_dim, **weights.head.config)
+    head.load_state_dict(weights.head.state_dict, strict=True)  # refuses a head that does not fit
+    description = {
+        "head": weights.head.config,
+        "input_dim": feature_dim,
+        "source": str(weights.head.source),
+    }
+    return write_head_files(head.state_dict(), description, out_dir)

@@ -106,7 +106,8 @@ class FineTuneModule(L.LightningModule):
         )
         for pretrained in (self.encoder, self.head_layers):
             pretrained.requires_grad_(self.train_encoder)
-            pretrained.train(self.train_encoder)
+            if not self.train_encoder:  # freshly built modules are in training mode
+                pretrained.eval()
         linear = nn.Linear(classifier_dim, num_classes)
         if zero_init_classifier:
             nn.init.zeros_(linear.weight)

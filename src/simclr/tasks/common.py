@@ -1,5 +1,6 @@
-"""What every task shares: the one Trainer builder, the config as plain values, the metrics
-file, and the body of the user-facing entry points (``train.py``, ``finetune.py``)."""
+"""What every task shares: the start of a run, the one Trainer builder and its recorded run
+(metrics file, loggers ended), the config as plain values, and the body of the user-facing
+entry points (``train.py``, ``finetune.py``)."""
 
 from __future__ import annotations
 
@@ -73,6 +74,8 @@ def build_trainer(cfg: DictConfig, model: L.LightningModule) -> L.Trainer:
     manual optimisation (gradient caching) ``model`` clips its gradients itself, so Lightning's
     ``gradient_clip_val`` is switched off (Lightning refuses it there).
     """
+    callbacks = instantiate_all(cfg.get("callbacks"))
+    loggers = instantiate_all(cfg.get("logger"))
     # A config without the preemption group (composed by hand) gets the handler's defaults.
     preemption = cfg.get("preemption")
     handler = PreemptionHandler(*([preemption.signals] if preemption is not None else []))
@@ -86,34 +89,38 @@ def build_trainer(cfg: DictConfig, model: L.LightningModule) -> L.Trainer:
         )
     return hydra.utils.instantiate(
         cfg.trainer,
-        callbacks=[*instantiate_all(cfg.get("callbacks")), handler],
-        logger=instantiate_all(cfg.get("logger")) or False,
+        callbacks=[*callbacks, handler],
+        logger=loggers or False,
         plugins=plugins,
         **({} if model.automatic_optimization else {"gradient_clip_val": None}),
     )
 
 
 @contextmanager
-def logging_to_the_end(trainer: L.Trainer) -> Iterator[L.Trainer]:
-    """The block of a task's ``fit`` (and ``test``): the loggers' tracking runs are ended
-    after it, marked failed if it raised (:func:`simclr.loggers.finish_runs`)."""
+def recorded_trainer(
+    cfg: DictConfig, model: L.LightningModule
+) -> Iterator[tuple[L.Trainer, dict[str, float]]]:
+    """The Trainer of :func:`build_trainer` for ``model``, and a dict for the run's final
+    metrics, for the block of a task's ``fit`` (and ``test``). After the block the metrics are
+    written to ``<paths.output_dir>/metrics.json`` (non-finite values warned about), and the
+    loggers' tracking runs are ended, marked failed if the block raised
+    (:func:`simclr.loggers.finish_runs`)."""
+    trainer = build_trainer(cfg, model)
+    log.info("output folder: %s", cfg.paths.output_dir)
+    metrics: dict[str, float] = {}
     try:
-        yield trainer
+        yield trainer, metrics
+        non_finite = [name for name, value in metrics.items() if not math.isfinite(value)]
+        if non_finite:
+            log.warning("non-finite final metrics: %s", ", ".join(non_finite))
+        path = Path(cfg.paths.output_dir) / "metrics.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     except BaseException:
         finish_runs(trainer.loggers, failed=True)
         raise
     finish_runs(trainer.loggers)
-
-
-def write_metrics(metrics: dict, output_dir: str | Path) -> Path:
-    """Write ``metrics`` to ``<output_dir>/metrics.json``, warning about non-finite values."""
-    non_finite = [name for name, value in metrics.items() if not math.isfinite(value)]
-    if non_finite:
-        log.warning("non-finite final metrics: %s", ", ".join(non_finite))
-    path = Path(output_dir) / "metrics.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    return path
+    log.info("metrics written to %s", path)
 
 
 def run_for_user(run: Callable[[DictConfig], dict], cfg: DictConfig) -> float | None:

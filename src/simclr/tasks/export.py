@@ -3,7 +3,8 @@ checkpoint's encoder in one of the formats of :mod:`simclr.models.exports` (``to
 default: a plain state dict ``encoder.pt`` with its description ``encoder.json``, as
 :mod:`simclr.models.encoder_files`; ``timm``; ``torchscript``; ``onnx``), load it back and check
 its features against the encoder's. With ``--head``, a pre-training checkpoint's projection head
-too (``head.pt``, ``head.json``; :mod:`simclr.models.head_layers`), for ``from_head_layer``."""
+too (``head.pt``, ``head.json``; :func:`simclr.models.exports.export_head`), for
+``from_head_layer``."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ import argparse
 import sys
 
 from simclr.errors import SimCLRError
-from simclr.models.exports import CHECK_IMAGES, FORMATS, export
-from simclr.models.head_layers import export_head
+from simclr.models.exports import CHECK_IMAGES, FORMATS, export, export_head
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from simclr.data import SimCLRDataModule
 from simclr.models import SimCLRModule
-from simclr.tasks.common import build_trainer, logging_to_the_end, plain, start_run, write_metrics
+from simclr.tasks.common import plain, recorded_trainer, start_run
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +45,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
     ckpt_path = start_run(cfg)
     datamodule = build_datamodule(cfg)
     model = build_model(cfg)
-    trainer = build_trainer(cfg, model)
-    log.info("output folder: %s", cfg.paths.output_dir)
-    with logging_to_the_end(trainer):
+    with recorded_trainer(cfg, model) as (trainer, metrics):
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    metrics = {
-        name: float(value)
-        for name, value in trainer.callback_metrics.items()
-        if isinstance(value, (int, float, torch.Tensor)) and torch.as_tensor(value).numel() == 1
-    }
-    path = write_metrics(metrics, cfg.paths.output_dir)
-    log.info("metrics written to %s", path)
+        metrics.update(
+            (name, float(value))
+            for name, value in trainer.callback_metrics.items()
+            if isinstance(value, (int, float, torch.Tensor)) and torch.as_tensor(value).numel() == 1
+        )
     return metrics

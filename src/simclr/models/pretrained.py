@@ -1,0 +1,238 @@
+"""The encoder a run starts from: one object for fine-tuning, export, the Python API and
+``bench/``.
+
+A :class:`PretrainedEncoder` is read (:meth:`PretrainedEncoder.read`) from a Lightning
+checkpoint, of pre-training or fine-tuning (its ``hyper_parameters`` and the ``encoder.*``
+entries of its ``state_dict``), or from an export (``encoder.pt``, its folder, or
+``encoder.json``: :mod:`simclr.models.encoder_files`); or it is a freshly initialised encoder
+of a chosen backbone (:meth:`PretrainedEncoder.fresh`, fine-tuning's ``pretrained_ckpt=null``).
+It knows its architecture (the backbone description, with the stem written out, and the image
+size) and the projection head stored with it; it checks a requested backbone and image size
+against itself, and builds the encoder with its weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from torch import Tensor, nn
+
+from simclr.errors import ConfigError, DataError
+from simclr.models.backbones import BACKBONES, build_backbone, has_stem_choice, use_small_stem
+from simclr.models.encoder_files import (
+    HEAD_DESCRIPTION_FILE,
+    HEAD_WEIGHTS_FILE,
+    WEIGHTS_FILE,
+    HeadWeights,
+    read_encoder_files,
+)
+
+log = logging.getLogger(__name__)
+
+# Options that only choose how fresh weights are initialised (``pretrained``: timm's published
+# weights): loaded weights make them moot, so two backbone descriptions that differ only in them
+# describe the same architecture.
+INIT_ONLY_OPTIONS = ("zero_init_residual", "pretrained")
+
+
+def resolve_stem(backbone: dict, image_size: int) -> dict:
+    """``backbone`` with what the image size decides written out: ``small_stem`` true or false
+    for a backbone that chooses its stem (the stem a checkpoint's weights were made for), and
+    ``pretrained`` false, since weights about to be loaded replace timm's published ones."""
+    backbone = dict(backbone)
+    if has_stem_choice(backbone.get("name")):
+        backbone["small_stem"] = use_small_stem(image_size, backbone.get("small_stem"))
+    if "pretrained" in backbone:
+        backbone["pretrained"] = False
+    return backbone
+
+
+def same_architecture(first: dict, second: dict) -> bool:
+    """Whether two backbone descriptions build the same architecture: equal but for
+    :data:`INIT_ONLY_OPTIONS`, two names (or aliases) of one builder being one name."""
+
+    def architecture(backbone: dict) -> dict:
+        described = {k: v for k, v in backbone.items() if k not in INIT_ONLY_OPTIONS}
+        if described.get("name") in BACKBONES:
+            described["name"] = BACKBONES[described["name"]]
+        return described
+
+    return architecture(first) == architecture(second)
+
+
+def describe_backbone(backbone: dict) -> str:
+    """``resnet18_slim (width=0.25, depthwise=False, small_stem=True)``"""
+    options = ", ".join(f"{k}={v}" for k, v in backbone.items() if k != "name")
+    return f"{backbone.get('name')} ({options})"
+
+
+def load_strictly(module: nn.Module, state_dict: dict, mismatch: str) -> None:
+    """Load ``state_dict`` into ``module`` strictly; a mismatch is a :class:`DataError` that
+    starts with ``mismatch`` and quotes the first lines of torch's report."""
+    try:
+        module.load_state_dict(state_dict, strict=True)
+    except RuntimeError as error:
+        first_lines = "\n".join(str(error).splitlines()[:4])
+        raise DataError(f"{mismatch}:\n{first_lines}") from None
+
+
+@dataclass(frozen=True)
+class PretrainedEncoder:
+    """An encoder's architecture and, unless fresh, its weights.
+
+    ``backbone`` holds :func:`~simclr.models.backbones.build_backbone`'s keyword arguments except
+    ``image_size``; for weights read from a file, as :func:`resolve_stem` writes them out
+    (``small_stem`` a plain bool: the stem the weights were made for; timm's ``pretrained``
+    false). ``weights`` is None for a fresh encoder, which has no ``source`` either; ``head`` is
+    the projection head stored with the weights (None: none, or not kept).
+    """
+
+    backbone: dict
+    image_size: int
+    weights: dict[str, Tensor] | None = None
+    source: Path | None = None
+    head: HeadWeights | None = None
+
+    @classmethod
+    def read(cls, path: str | Path) -> PretrainedEncoder:
+        """The encoder in a Lightning checkpoint or an export (see the module docstring)."""
+        backbone, image_size, state_dict, source, head = read_encoder_files(path)
+        return cls(resolve_stem(backbone, image_size), image_size, state_dict, source, head)
+
+    @classmethod
+    def fresh(cls, backbone: dict, image_size: int) -> PretrainedEncoder:
+        """A randomly initialised encoder of ``backbone`` (as given: its initialisation options,
+        timm's ``pretrained`` included, hold) for images of ``image_size`` px."""
+        return cls(dict(backbone), image_size)
+
+    @classmethod
+    def for_finetuning(
+        cls,
+        pretrained_ckpt: str | None,
+        backbone: dict | None,
+        image_size: int | None,
+        data_image_size: int,
+        from_head_layer: int,
+    ) -> PretrainedEncoder:
+        """The encoder fine-tuning starts from: the one in ``pretrained_ckpt``, which a chosen
+        ``backbone`` must match, at ``image_size`` if given (warned about) or its own; with
+        ``from_head_layer`` > 0, with its projection head. ``pretrained_ckpt=None``: a fresh
+        encoder of the chosen ``backbone``, at ``image_size`` or the data's."""
+        if pretrained_ckpt is None:
+            if backbone is None:
+                raise ConfigError(
+                    "pretrained_ckpt=null (a randomly initialised encoder) needs a backbone: "
+                    "add backbone=<name>, e.g. backbone=resnet18_slim"
+                )
+            if from_head_layer:
+                raise ConfigError(
+                    f"from_head_layer={from_head_layer} keeps layers of a pre-trained projection "
+                    "head: give pretrained_ckpt (pretrained_ckpt=null has no head)"
+                )
+            return cls.fresh(backbone, image_size or data_image_size)
+        encoder = cls.read(pretrained_ckpt)
+        encoder.check_backbone(backbone)
+        encoder = encoder.at_image_size(image_size)
+        return encoder.require_head() if from_head_layer else replace(encoder, head=None)
+
+    @property
+    def small_stem(self) -> bool | None:
+        """Whether the encoder has the small-image stem (None: its builder has no choice, or a
+        fresh encoder that leaves it to the image size)."""
+        return self.backbone.get("small_stem")
+
+    @property
+    def head_config(self) -> dict | None:
+        """The projection head's arguments (without ``input_dim``), None without a head."""
+        return self.head.config if self.head is not None else None
+
+    def describe(self) -> str:
+        return describe_backbone(self.backbone)
+
+    def check_backbone(self, requested: dict | None) -> None:
+        """A :class:`ConfigError` unless ``requested`` (a ``backbone=`` choice; None: no choice)
+        builds this encoder's architecture."""
+        if requested is None:
+            return
+        wanted = resolve_stem(requested, self.image_size)
+        if not same_architecture(wanted, self.backbone):
+            raise ConfigError(
+                f"backbone is {describe_backbone(wanted)}, but {self.source} holds a "
+                f"{self.describe()} encoder; drop the backbone override to use the checkpoint's"
+            )
+
+    def at_image_size(self, requested: int | None) -> PretrainedEncoder:
+        """This encoder for images of ``requested`` px (None: its own size); a size other than
+        the one its weights were trained at is warned about."""
+        if not requested or requested == self.image_size:
+            return self
+        if self.weights is not None:
+            log.warning(
+                "image_size=%d overrides the %d px the encoder was pre-trained at",
+                requested,
+                self.image_size,
+            )
+        return replace(self, image_size=requested)
+
+    def require_head(self) -> PretrainedEncoder:
+        """This encoder, which must have the projection head stored beside it: in a pre-training
+        checkpoint, or in an export written with ``--head``. Without one, a
+        :class:`DataError` that says how to get one."""
+        if self.head is not None:
+            return self
+        if self.source is not None and self.source.name == WEIGHTS_FILE:
+            raise DataError(
+                f"{self.source.parent} holds no projection head ({HEAD_WEIGHTS_FILE}, "
+                f"{HEAD_DESCRIPTION_FILE}); export it with python -m simclr.export <ckpt> "
+                f"{self.source.parent} --head, or give the pre-training checkpoint"
+            )
+        raise DataError(
+            f"{self.source} holds no projection head (it is not a pre-training checkpoint); "
+            "from_head_layer > 0 needs the pre-training checkpoint, or an export made with --head"
+        )
+
+    def build(self) -> tuple[nn.Module, int]:
+        """A new encoder of this architecture, with these weights (loaded strictly) unless
+        fresh: ``(encoder, feature_dim)``."""
+        encoder, feature_dim = build_backbone(image_size=self.image_size, **self.backbone)
+        if self.weights is not None:
+            self._load_encoder(encoder)
+        return encoder, feature_dim
+
+    def load_weights(self, encoder: nn.Module, head_layers: nn.Sequential) -> None:
+        """Load the weights into fine-tuning's ``encoder`` and, into ``head_layers`` (the layers
+        of the projection head it keeps, ``from_head_layer``), the head's, strictly; a mismatch
+        is a :class:`DataError`. A fresh encoder keeps its initialisation."""
+        if self.weights is None:
+            log.info("encoder %s randomly initialised (baseline)", self.describe())
+            return
+        self._load_encoder(encoder)
+        log.info("encoder %s loaded from %s", self.describe(), self.source)
+        if self.head is None:
+            return
+        kept = {str(index) for index in range(len(head_layers))}
+        state = {
+            key.removeprefix("net."): value
+            for key, value in self.head.state_dict.items()
+            if key.removeprefix("net.").split(".", 1)[0] in kept
+        }
+        load_strictly(
+            head_layers,
+            state,
+            f"the projection head in {self.head.source} does not fit its description "
+            f"{self.head.config}",
+        )
+        log.info(
+            "classifier on layer %d of the projection head of %s",
+            sum(isinstance(layer, nn.Linear) for layer in head_layers),
+            self.head.source,
+        )
+
+    def _load_encoder(self, encoder: nn.Module) -> None:
+        load_strictly(
+            encoder,
+            self.weights,
+            f"the encoder weights in {self.source} do not fit the backbone {self.describe()}",
+        )
