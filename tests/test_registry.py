@@ -10,6 +10,7 @@ from simclr.models import BACKBONES, MODES, build_backbone
 from simclr.models.pretrained import same_architecture
 from simclr.optim import OPTIMIZERS
 from simclr.registry import Registry
+from simclr.rules import Rule
 
 
 def test_a_registry_resolves_aliases_and_names_the_valid_ones():
@@ -64,7 +65,22 @@ def test_every_config_file_selects_the_registry_key_of_its_name(
         selected = cfg
         for part in key.split("."):
             selected = selected[part]
-        assert selected == option
-        assert registry.canonical(option) == option  # a key of its own, not an alias
+        if option in registry:
+            assert selected == option
+            assert registry.canonical(option) == option  # a key of its own, not an alias
+        else:  # a recipe's settings of a registered entry (backbone=resnet18_half)
+            assert registry.canonical(selected) == selected
     # Every registry key has its config file.
     assert set(registry) <= set(options)
+
+
+def test_an_entry_keeps_the_rules_of_its_options_and_its_registrys():
+    shade = Rule("paint.shade", lambda v: 0 <= v <= 1, "in [0, 1]")
+    registry = Registry(
+        "colour", "paint.name", entry_rules=lambda name, entry: [Rule(name, bool, "set")]
+    )
+    registry.register("red", "crimson", rules=[shade])(1)
+    registry.register("blue")(2)
+    derived, own = registry.rules_of("crimson")  # an alias finds its entry's rules
+    assert derived.key == "red" and own is shade
+    assert [rule.key for rule in registry.rules_of("blue")] == ["blue"]

@@ -14,6 +14,7 @@ from simclr.losses import NTXentLoss
 from simclr.memory import micro_batches
 from simclr.models import SimCLRModule
 from simclr.optim import build_optimizer
+from simclr.rules import KnownOptions, stated
 
 
 def raised(make) -> str:
@@ -77,3 +78,20 @@ def test_num_workers(tmp_path):
     message = "data.num_workers=-1: must be an integer >= 0, or null (automatic)"
     assert message in problems(tmp_path, "data.num_workers=-1")
     assert raised(lambda: DataLoaderSettings(num_workers=-1)) == message
+
+
+def test_known_options_name_the_first_unknown_one_and_list_the_others():
+    rule = KnownOptions("optimizer", "optimizer 'adamw'", ("name", "lr", "betas"))
+    assert rule.problem({"name": "adamw", "lr": 1e-3}) is None
+    assert rule.problem({"name": "adamw", "momentum": 0.9, "nesterov": True}) == (
+        "optimizer.momentum: optimizer 'adamw' takes no option 'momentum', 'nesterov'; "
+        "its options: name, lr, betas"
+    )
+    with pytest.raises(ConfigError, match=r"^optimizer\.momentum"):
+        rule.check({"momentum": 0.9})
+
+
+def test_a_component_states_its_rules_for_the_config_checks():
+    from simclr.callbacks.safeguards import NON_FINITE_ACTION
+
+    assert NON_FINITE_ACTION in stated()

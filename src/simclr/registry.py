@@ -5,14 +5,20 @@ chosen through one: backbones, data sets, optimisers and fine-tuning modes.
 An entry may keep former names as aliases, so that checkpoints and exported encoders that
 stored an old name still resolve. An unknown name is a :class:`~simclr.errors.ConfigError`
 naming the config key and listing the valid names, the same message wherever it is met.
+
+An entry may also state the rules of its own options (``rules=[WIDE_RESNET_WIDTH]``), and a
+registry may derive some for every entry (``entry_rules``: the options a builder's signature
+takes); the config checks (:mod:`simclr.config.checks`) apply them where the config names
+that entry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 from simclr.errors import ConfigError
+from simclr.rules import Check
 
 T = TypeVar("T")
 
@@ -23,17 +29,26 @@ class Registry(Generic[T]):
     Args:
         kind: what the entries are, for messages (``"backbone"``).
         key: the config key whose value names an entry (``"backbone.name"``).
+        entry_rules: ``(name, entry) -> rules`` that every entry keeps besides its own.
     """
 
-    def __init__(self, kind: str, key: str):
+    def __init__(
+        self,
+        kind: str,
+        key: str,
+        entry_rules: Callable[[str, T], Iterable[Check]] | None = None,
+    ):
         self.kind = kind
         self.key = key
+        self._entry_rules = entry_rules
         self._entries: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
+        self._rules: dict[str, tuple[Check, ...]] = {}
 
-    def register(self, name: str, *aliases: str) -> Callable[[T], T]:
-        """A decorator that files its function or class under ``name`` (and ``aliases``).
-        A name filed twice is a programming error."""
+    def register(self, name: str, *aliases: str, rules: Iterable[Check] = ()) -> Callable[[T], T]:
+        """A decorator that files its function or class under ``name`` (and ``aliases``), with
+        the ``rules`` of the options that entry takes. A name filed twice is a programming
+        error."""
 
         def decorator(entry: T) -> T:
             for key in (name, *aliases):
@@ -41,6 +56,8 @@ class Registry(Generic[T]):
                     raise ValueError(f"{self.kind} {key!r} is registered twice")
             self._entries[name] = entry
             self._aliases.update(dict.fromkeys(aliases, name))
+            derived = self._entry_rules(name, entry) if self._entry_rules else ()
+            self._rules[name] = (*derived, *rules)
             return entry
 
         return decorator
@@ -61,6 +78,10 @@ class Registry(Generic[T]):
         if problem:
             raise ConfigError(problem)
         return self._aliases.get(name, name)
+
+    def rules_of(self, name: str) -> tuple[Check, ...]:
+        """The rules the entry ``name`` (or its alias) stated for its options."""
+        return self._rules[self.canonical(name)]
 
     def __getitem__(self, name: str) -> T:
         return self._entries[self.canonical(name)]

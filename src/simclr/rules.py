@@ -3,13 +3,24 @@ work (:mod:`simclr.config.checks`) and the classes and functions that take the v
 pre-training module, the loss, the transforms, the optimisers ...) apply the same rule, so a
 value is refused with the same message wherever it is met:
 ``model.num_views=1: must be an integer >= 2``.
+
+A component states the rules of its own options where it defines them, and the config checks
+ask for them here, so adding a component touches one place:
+
+- a rule of a key that exists whatever the config chose (``callbacks.pictures.size``):
+  ``MAP_SIZE = state(Rule(...))``; so is a registry whose key names its entry
+  (``BACKBONES = state(Registry("backbone", "backbone.name"))``);
+- a rule that holds only for one entry of a registry (the wide ResNet-50's ``backbone.width``):
+  ``BACKBONES.register("resnet50_w1", rules=[WIDE_RESNET_WIDTH])``, checked where the config
+  names that entry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from numbers import Real
+from typing import Protocol, TypeVar
 
 from simclr.errors import ConfigError
 
@@ -65,6 +76,57 @@ class Rule:
         if problem:
             raise ConfigError(problem)
         return value
+
+
+@dataclass(frozen=True)
+class KnownOptions:
+    """The options ``owner`` takes, as the keys of the config node at ``key``: any other key is
+    refused, before any work, where it would otherwise fail when the component is built."""
+
+    key: str
+    owner: str
+    options: tuple[str, ...]
+
+    def problem(self, node) -> str | None:
+        """``"<key>.<option>: <owner> takes no option ..."`` for a key of ``node`` that is
+        not one of :attr:`options`, else None."""
+        unknown = sorted(set(node) - set(self.options)) if isinstance(node, Mapping) else []
+        if not unknown:
+            return None
+        return (
+            f"{self.key}.{unknown[0]}: {self.owner} takes no option "
+            f"{', '.join(map(repr, unknown))}; its options: {', '.join(self.options) or 'none'}"
+        )
+
+    def check(self, node) -> None:
+        problem = self.problem(node)
+        if problem:
+            raise ConfigError(problem)
+
+
+class Check(Protocol):
+    """What the config checks apply to the value at :attr:`key`: a :class:`Rule`, or a
+    :class:`~simclr.registry.Registry` (the value names one of its entries)."""
+
+    key: str
+
+    def problem(self, value) -> str | None: ...
+
+
+C = TypeVar("C", bound=Check)
+_STATED: list[Check] = []
+
+
+def state(check: C) -> C:
+    """File ``check`` for the config checks, which apply it wherever a config has its key;
+    returns ``check``, so a module states a rule where it defines it."""
+    _STATED.append(check)
+    return check
+
+
+def stated() -> list[Check]:
+    """Every check stated so far, in the order the modules stated them."""
+    return list(_STATED)
 
 
 TEMPERATURE = Rule("model.temperature", positive, "a number > 0 (0.1 to 0.5 is usual)")

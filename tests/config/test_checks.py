@@ -9,6 +9,8 @@ from omegaconf import OmegaConf, open_dict
 from conftest import compose_config, run_script
 from simclr.config import config_problems, resolve_ckpt_path, validate_config
 from simclr.errors import ConfigError
+from simclr.models import BACKBONES
+from simclr.rules import Rule
 from simclr.tasks.pretrain import run
 
 
@@ -197,3 +199,25 @@ def test_ckpt_path_may_name_a_run_folder(tmp_path):
 def test_augmentation_probabilities_and_angles(tmp_path, override, expected):
     message = problems_of(tmp_path, override)
     assert override.split("=")[0] in message and expected in message
+
+
+def test_torchvision_resnets_refuse_a_width_before_any_work(tmp_path):
+    message = problems_of(tmp_path, "backbone=resnet50", "backbone.width=0.5")
+    assert "backbone.width=0.5: must be 1 for torchvision's fixed-width ResNets" in message
+    message = problems_of(tmp_path, "backbone=resnet18_slim", "backbone.width=1.5")
+    assert "backbone.width=1.5: must be in (0, 1] for the slim ResNet-18" in message
+
+
+def test_a_new_backbone_brings_its_own_rules_to_the_checks(tmp_path, monkeypatch):
+    # Registered with its rule, and checked without a word in config/checks.py.
+    monkeypatch.setattr(BACKBONES, "_entries", dict(BACKBONES._entries))
+    monkeypatch.setattr(BACKBONES, "_rules", dict(BACKBONES._rules))
+    odd_width = Rule("backbone.width", lambda v: v % 2 == 1, "odd for the new backbone")
+
+    @BACKBONES.register("new_net", rules=[odd_width])
+    def new_net(image_size, width=1, depthwise=False, small_stem=None, zero_init_residual=True):
+        raise AssertionError("the checks build nothing")
+
+    message = problems_of(tmp_path, "backbone.name=new_net", "backbone.width=2")
+    assert "backbone.width=2: must be odd for the new backbone" in message
+    assert config_problems(compose_config(["backbone.name=new_net"], tmp_path)) == []

@@ -25,12 +25,12 @@ from simclr.callbacks.epochs import EVERY_N_EPOCHS, epoch_due
 from simclr.callbacks.feature_maps import EXTRA_OF_PROJECTION, PROJECTIONS, draw_feature_map
 from simclr.callbacks.monitors import embed
 from simclr.loggers import image_writers
-from simclr.rules import Rule, integer_at_least
+from simclr.rules import Rule, integer_at_least, state
 
-MAP_SIZE = Rule("callbacks.pictures.size", integer_at_least(64), "an integer >= 64 (pixels)")
+MAP_SIZE = state(Rule("callbacks.pictures.size", integer_at_least(64), "an integer >= 64 (pixels)"))
 # The smallest side a view is shown at in ``views/pairs``.
 MIN_TILE = 64
-MAX_POINTS = Rule("callbacks.pictures.max_points", integer_at_least(2), "an integer >= 2")
+MAX_POINTS = state(Rule("callbacks.pictures.max_points", integer_at_least(2), "an integer >= 2"))
 
 
 def evenly_spaced(features: Tensor, labels: Tensor, count: int) -> tuple[Tensor, Tensor]:

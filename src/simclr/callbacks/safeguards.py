@@ -30,15 +30,17 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import Tensor
 
 from simclr.errors import CheckpointWriteError, SimCLRError
-from simclr.rules import Rule
+from simclr.rules import Rule, state
 
 log = logging.getLogger(__name__)
 
 NON_FINITE_ACTIONS = ("stop", "skip")
-NON_FINITE_ACTION = Rule(
-    "callbacks.non_finite.action",
-    lambda v: v in NON_FINITE_ACTIONS,
-    f"one of: {', '.join(sorted(NON_FINITE_ACTIONS))}",
+NON_FINITE_ACTION = state(
+    Rule(
+        "callbacks.non_finite.action",
+        lambda v: v in NON_FINITE_ACTIONS,
+        f"one of: {', '.join(sorted(NON_FINITE_ACTIONS))}",
+    )
 )
 
 

@@ -36,22 +36,44 @@ from collections.abc import Callable
 import torchvision
 from torch import nn
 
-from simclr.errors import ConfigError
 from simclr.models.resnet_blocks import BasicBlock, Bottleneck, ScaledResNet
 from simclr.registry import Registry
-from simclr.rules import Rule
+from simclr.rules import KnownOptions, Rule, fraction, state
 
 BackboneBuilder = Callable[..., tuple[nn.Module, int]]
 
-BACKBONES: Registry[BackboneBuilder] = Registry("backbone", "backbone.name")
+
+def _options_rule(name: str, builder: BackboneBuilder) -> list[KnownOptions]:
+    """The config checks' rule of the ``backbone`` node when it names ``name``: the builder's
+    keyword arguments but the image size (``data.image_size``'s)."""
+    options = [p for p in inspect.signature(builder).parameters if p != "image_size"]
+    return [KnownOptions("backbone", f"backbone {name!r}", ("name", *options))]
+
+
+BACKBONES: Registry[BackboneBuilder] = state(
+    Registry("backbone", "backbone.name", entry_rules=_options_rule)
+)
 
 SMALL_IMAGE_MAX_SIZE = 32
+# The rules of each builder's options, stated with its registration.
+FIXED_WIDTH = Rule(
+    "backbone.width",
+    lambda v: v == 1,
+    "1 for torchvision's fixed-width ResNets (resnet18_slim and resnet50_w1/_w2/_w4 scale "
+    "channels)",
+)
+NOT_DEPTHWISE = Rule(
+    "backbone.depthwise",
+    lambda v: not v,
+    "false for torchvision's fixed-width ResNets (resnet50_w1 has depth-wise convolutions)",
+)
 WIDE_RESNET_WIDTHS = (1, 2, 4)
 WIDE_RESNET_WIDTH = Rule(
     "backbone.width",
     lambda v: v in WIDE_RESNET_WIDTHS,
     f"one of {', '.join(map(str, WIDE_RESNET_WIDTHS))} (x1/x2/x4) for the wide ResNet-50",
 )
+SLIM_WIDTH = Rule("backbone.width", fraction, "in (0, 1] for the slim ResNet-18")
 
 
 def use_small_stem(image_size: int, small_stem: bool | None) -> bool:
@@ -98,11 +120,8 @@ def _resnet_builder(make: Callable[..., tuple[nn.Module, int]], default_width: f
 
 def _torchvision_resnet(name: str):
     def make(width: float, small_stem: bool, depthwise: bool, zero_init_residual: bool):
-        if width != 1 or depthwise:
-            raise ConfigError(
-                f"backbone {name!r} is torchvision's fixed-width ResNet: width must be 1 and "
-                "depthwise false (use resnet50_w1 or resnet18_slim to scale channels)"
-            )
+        FIXED_WIDTH.check(width)
+        NOT_DEPTHWISE.check(depthwise)
         model = getattr(torchvision.models, name)(
             weights=None, zero_init_residual=zero_init_residual
         )
@@ -120,7 +139,7 @@ for _name in ("resnet18", "resnet34", "resnet50"):
     _builder = _resnet_builder(
         _torchvision_resnet(_name), 1.0, f"torchvision's {_name} without its classifier."
     )
-    BACKBONES.register(_name)(_builder)
+    BACKBONES.register(_name, rules=[FIXED_WIDTH, NOT_DEPTHWISE])(_builder)
 
 
 def _wide_resnet50(width: int, small_stem: bool, depthwise: bool, zero_init_residual: bool):
@@ -130,8 +149,7 @@ def _wide_resnet50(width: int, small_stem: bool, depthwise: bool, zero_init_resi
 
 
 def _slim_resnet18(width: float, small_stem: bool, depthwise: bool, zero_init_residual: bool):
-    if not 0 < width <= 1:
-        raise ConfigError(f"resnet18_slim width must be in (0, 1], got {width!r}")
+    SLIM_WIDTH.check(width)
     model = ScaledResNet(BasicBlock, (2, 2, 2, 2), width, small_stem, depthwise, zero_init_residual)
     return model, model.feature_dim
 
@@ -144,7 +162,7 @@ slim_resnet18 = _resnet_builder(
     0.25,
     "ResNet-18 with every layer's channels scaled by ``0 < width <= 1`` (CPU-sized).",
 )
-BACKBONES.register("resnet50_w1", "wide_resnet50")(wide_resnet50)
-BACKBONES.register("resnet50_w2")(wide_resnet50)
-BACKBONES.register("resnet50_w4")(wide_resnet50)
-BACKBONES.register("resnet18_slim", "slim_resnet18")(slim_resnet18)
+BACKBONES.register("resnet50_w1", "wide_resnet50", rules=[WIDE_RESNET_WIDTH])(wide_resnet50)
+BACKBONES.register("resnet50_w2", rules=[WIDE_RESNET_WIDTH])(wide_resnet50)
+BACKBONES.register("resnet50_w4", rules=[WIDE_RESNET_WIDTH])(wide_resnet50)
+BACKBONES.register("resnet18_slim", "slim_resnet18", rules=[SLIM_WIDTH])(slim_resnet18)

@@ -214,9 +214,9 @@ def _registered(depth: int):
     return build
 
 
-# The registered builders (one per depth), for the config checks of width and sk_ratio.
+# The registered builders, one per depth (101, 152).
 V2_BUILDERS = []
 for _depth in (101, 152):
     V2_BUILDERS.append(_registered(_depth))
     for _width in V2_WIDTHS:
-        BACKBONES.register(f"resnet{_depth}_w{_width}")(V2_BUILDERS[-1])
+        BACKBONES.register(f"resnet{_depth}_w{_width}", rules=[V2_WIDTH, SK_RATIO])(V2_BUILDERS[-1])

@@ -60,7 +60,7 @@ def feature_dim_of(model: nn.Module) -> int:
     return int(getattr(model, "head_hidden_size", None) or model.num_features)
 
 
-@BACKBONES.register("timm")
+@BACKBONES.register("timm", rules=[TIMM_MODEL])
 def timm_backbone(
     image_size: int, model: str, pretrained: bool = False, model_args: dict | None = None
 ) -> tuple[nn.Module, int]:

@@ -13,6 +13,7 @@ parameters are grouped and its learning rate scaled:
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import math
 from typing import TYPE_CHECKING
 
@@ -24,12 +25,23 @@ from simclr.errors import ConfigError
 from simclr.optim.lars import LARS
 from simclr.optim.schedules import build_scheduler
 from simclr.registry import Registry
-from simclr.rules import LEARNING_RATE, WEIGHT_DECAY
+from simclr.rules import LEARNING_RATE, WEIGHT_DECAY, KnownOptions, state
 
 if TYPE_CHECKING:
     import lightning as L
 
-OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer", "optimizer.name")
+
+def _options_rule(name: str, optimizer_class: type[Optimizer]) -> list[KnownOptions]:
+    """The config checks' rule of the ``optimizer`` node when it names ``name``: the options of
+    :func:`build_optimizer` and the optimiser's own keyword arguments."""
+    taken = [p for p in inspect.signature(optimizer_class).parameters if p != "params"]
+    options = ("name", "lr", "lr_scaling", "weight_decay")
+    return [KnownOptions("optimizer", f"optimizer {name!r}", (*options, *taken))]
+
+
+OPTIMIZERS: Registry[type[Optimizer]] = state(
+    Registry("optimizer", "optimizer.name", entry_rules=_options_rule)
+)
 OPTIMIZERS.register("lars")(LARS)
 OPTIMIZERS.register("sgd")(torch.optim.SGD)
 OPTIMIZERS.register("adamw")(torch.optim.AdamW)

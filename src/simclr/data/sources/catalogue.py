@@ -16,12 +16,24 @@ from dataclasses import dataclass
 from simclr.data.containers import LabelledSplits
 from simclr.errors import ConfigError
 from simclr.registry import Registry
+from simclr.rules import KnownOptions, state
 
 DatasetLoader = Callable[..., LabelledSplits]
-DATASETS: Registry[DatasetLoader] = Registry("data set", "data.name")
 
 # The one data.options entry every loader is given, inside its Source.
 SPLIT_SEED = "split_seed"
+
+
+def _options_rule(name: str, loader: DatasetLoader) -> list[KnownOptions]:
+    """The config checks' rule of ``data.options`` for the data set ``name``: its loader's
+    keyword arguments (after the Source) and the split seed."""
+    options = (*list(inspect.signature(loader).parameters)[1:], SPLIT_SEED)
+    return [KnownOptions("data.options", f"data set {name!r}", options)]
+
+
+DATASETS: Registry[DatasetLoader] = state(
+    Registry("data set", "data.name", entry_rules=_options_rule)
+)
 
 
 @dataclass(frozen=True)
