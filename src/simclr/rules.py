@@ -106,7 +106,9 @@ class KnownOptions:
 
 class Check(Protocol):
     """What the config checks apply to the value at :attr:`key`: a :class:`Rule`, or a
-    :class:`~simclr.registry.Registry` (the value names one of its entries)."""
+    :class:`~simclr.registry.Registry` (the value names one of its entries). A check of a
+    whole node (``data.augment``) may also have ``problems(value) -> list[str]``, one line
+    for each option that breaks its rule, which the config checks then use."""
 
     key: str
 

@@ -4,6 +4,7 @@ import os
 import time
 
 import pytest
+import torch
 from omegaconf import OmegaConf, open_dict
 
 from conftest import compose_config, run_script
@@ -150,7 +151,7 @@ def test_train_py_prints_the_problem_and_exits_2(tmp_path):
 def fake_run(log_dir, name: str, age_s: float):
     path = log_dir / "pretrain" / "runs" / name / "checkpoints" / "last.ckpt"
     path.parent.mkdir(parents=True)
-    path.write_bytes(b"x")
+    torch.save({"state_dict": {}}, path)  # a whole (tiny) checkpoint file
     stamp = time.time() - age_s
     os.utime(path, (stamp, stamp))
     return path

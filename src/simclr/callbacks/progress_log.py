@@ -16,15 +16,17 @@ from datetime import timedelta
 import lightning as L
 from torch import Tensor
 
-from simclr.rules import Rule
+from simclr.rules import Rule, state
 
 log = logging.getLogger(__name__)
 
 PROGRESS_LOG_WHEN = ("auto", "always", "never")
-WHEN = Rule(
-    "callbacks.progress_log.when",
-    lambda v: v in PROGRESS_LOG_WHEN,
-    f"one of: {', '.join(PROGRESS_LOG_WHEN)} (auto: only when the output is not a terminal)",
+WHEN = state(
+    Rule(
+        "callbacks.progress_log.when",
+        lambda v: v in PROGRESS_LOG_WHEN,
+        f"one of: {', '.join(PROGRESS_LOG_WHEN)} (auto: only when the output is not a terminal)",
+    )
 )
 
 

@@ -19,16 +19,13 @@ from collections.abc import Iterator
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import simclr.callbacks
-import simclr.data.sources
+import simclr.data
 import simclr.models
 import simclr.optim  # noqa: F401  (these four imports state their components' rules)
 from simclr import rules
 from simclr.callbacks.feature_maps import EXTRA_OF_PROJECTION, PROJECTIONS
-from simclr.data.label_subsets import LABEL_SUBSETS
 from simclr.errors import ConfigError
 from simclr.extras import EXTRA_OF_TARGET
-from simclr.models.finetune import CLASSIFIER_GROUPS, MODES
-from simclr.models.head_layers import FROM_HEAD_LAYER
 from simclr.registry import Registry
 from simclr.rules import Check, Rule, is_number
 
@@ -52,14 +49,7 @@ RULES: list[Rule] = [
         lambda v: is_number(v) and (v >= 0 or v == -1),
         "an integer >= 0 (or -1: no limit, stop at trainer.max_steps)",
     ),
-    *(
-        Rule(f"data.augment.{name}", rules.probability, "a probability in [0, 1]")
-        for name in ("color_prob", "grayscale_prob", "blur_prob", "flip_prob", "rotation_prob")
-    ),
-    Rule("data.augment.rotation_degrees", rules.non_negative, "a number of degrees >= 0"),
 ]
-# Checks of modules that do not state them yet (rules.state); to move there.
-NOT_YET_STATED: list[Check] = [FROM_HEAD_LAYER, MODES, CLASSIFIER_GROUPS, LABEL_SUBSETS]
 
 
 def _get(cfg: DictConfig, key: str):
@@ -120,7 +110,7 @@ def _generic_rule(key: str) -> Rule | None:
 def applicable_checks(cfg: DictConfig) -> list[Check]:
     """The checks that apply to ``cfg``: the run's rules, every check a component stated, and
     the rules of each registry entry that ``cfg`` names (its backbone's, its optimiser's ...)."""
-    checks: list[Check] = [*RULES, *rules.stated(), *NOT_YET_STATED]
+    checks: list[Check] = [*RULES, *rules.stated()]
     for registry in [check for check in checks if isinstance(check, Registry)]:
         name = _get(cfg, registry.key)
         if name in registry:
@@ -154,7 +144,9 @@ def config_problems(cfg: DictConfig) -> list[str]:
     for rule in checks:
         value = _get(cfg, rule.key)
         if value is not _MISSING and value is not None:
-            problems.append(rule.problem(value))
+            # A component that checks several options of its node lists one line for each.
+            many = getattr(rule, "problems", None)
+            problems += many(value) if many else [rule.problem(value)]
 
     problems += optional_package_problems(cfg)
 

@@ -24,11 +24,12 @@ from simclr.data.containers import LabelledSplits
 from simclr.data.image_files import ImageFiles
 from simclr.errors import ConfigError, DataError
 from simclr.registry import Registry
+from simclr.rules import state
 
 log = logging.getLogger(__name__)
 
 # Each subset's list, a file of simclr/data/imagenet_subsets/, by its label_subset name.
-LABEL_SUBSETS: Registry[str] = Registry("label subset", "label_subset")
+LABEL_SUBSETS: Registry[str] = state(Registry("label subset", "label_subset"))
 LABEL_SUBSETS.register("imagenet_1pct")("1percent.txt")
 LABEL_SUBSETS.register("imagenet_10pct")("10percent.txt")
 # How many missing names an error shows.

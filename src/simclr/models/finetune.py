@@ -28,9 +28,10 @@ from simclr.models.backbones import build_backbone
 from simclr.models.head_layers import head_layers
 from simclr.optim import lightning_optimization, parameter_groups
 from simclr.registry import Registry
+from simclr.rules import state
 
 # Each fine-tuning mode, by its ``mode`` name: whether it trains the encoder.
-MODES: Registry[bool] = Registry("fine-tuning mode", "mode")
+MODES: Registry[bool] = state(Registry("fine-tuning mode", "mode"))
 MODES.register("full")(True)
 MODES.register("linear")(False)
 # Where the optimiser puts the classifier's weight matrix, by ``classifier_group``: its
@@ -39,7 +40,9 @@ MODES.register("linear")(False)
 # code (its LARS excludes ``head_supervised`` and adds that layer's decay to the loss:
 # a zero-initialised classifier under LARS would otherwise take steps scaled by its own tiny
 # norm); ``excluded``: with the biases, neither decayed nor adapted.
-CLASSIFIER_GROUPS: Registry[dict] = Registry("classifier parameter group", "classifier_group")
+CLASSIFIER_GROUPS: Registry[dict] = state(
+    Registry("classifier parameter group", "classifier_group")
+)
 CLASSIFIER_GROUPS.register("weights")({"decayed": True, "lars_exclude": False})
 CLASSIFIER_GROUPS.register("unadapted")({"decayed": True, "lars_exclude": True})
 CLASSIFIER_GROUPS.register("excluded")({"decayed": False, "lars_exclude": True})

@@ -18,12 +18,14 @@ from torch import nn
 
 from simclr.errors import ConfigError
 from simclr.models.heads import ProjectionHead
-from simclr.rules import Rule, integer_at_least
+from simclr.rules import Rule, integer_at_least, state
 
-FROM_HEAD_LAYER = Rule(
-    "from_head_layer",
-    integer_at_least(0),
-    "an integer >= 0 (0: the classifier on h; k: on the k-th layer of the pre-trained head)",
+FROM_HEAD_LAYER = state(
+    Rule(
+        "from_head_layer",
+        integer_at_least(0),
+        "an integer >= 0 (0: the classifier on h; k: on the k-th layer of the pre-trained head)",
+    )
 )
 
 

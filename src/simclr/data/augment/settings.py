@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from simclr.data.augment.ops import OPERATIONS, Operation
 from simclr.data.augment.ops.base import Option, option_problems
+from simclr.rules import state
 
 # uint8: on a CPU, the steps after the crop run as PIL's uint8 operations, each rounding to
 # 256 levels (photographs have them); float32: as float tensor operations, which keep images of
@@ -73,3 +74,18 @@ def build_operations(settings: AugmentSettings, image_size: int) -> list[Operati
     """Every operation, set up for ``image_size`` views, in the order the pipeline applies
     them."""
     return [operation(settings, image_size) for operation in OPERATIONS]
+
+
+class AugmentOptions:
+    """The config check of ``data.augment``: each operation checks its own options."""
+
+    key = "data.augment"
+
+    def problems(self, augment: Mapping) -> list[str]:
+        return augment_problems(augment)
+
+    def problem(self, augment: Mapping) -> str | None:
+        return "; ".join(self.problems(augment)) or None
+
+
+AUGMENT_OPTIONS = state(AugmentOptions())
