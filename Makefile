@@ -58,7 +58,8 @@ bench-data: $(BENCH_STAMP) ## Views/s per CPU core from JPEG folders: each pipel
 # `make gpu-wheels` (where there is a network) puts those wheels into $(WHEELS)/, at the versions
 # .venv runs the tests with; `make gpu-check` (on the node) installs them from there alone.
 WHEELS := .whl
-GPU_PYTHON ?= python3
+# The node's Python by default; here, .venv's (which has them all: no install).
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 GPU_SITE ?= /tmp/simclr-gpu-site
 WHEEL_TARGET := --only-binary=:all: --python-version 3.12 --implementation cp \
 	--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
@@ -74,8 +75,11 @@ gpu-wheels: $(STAMP) ## With a network: the wheels a GPU node lacks (Hydra, simp
 	@du -cb $(WHEELS)/*.whl | awk '{print} END {if ($$1 > 64 * 2^20) {print "over 64 MiB"; exit 1}}'
 
 gpu-check: ## On a GPU node, no network needed (make gpu-wheels first): CUDA against CPU, speed (< 8 min)
-	@ls $(WHEELS)/*.whl >/dev/null 2>&1 || { echo "no wheels in $(WHEELS)/: run make gpu-wheels where there is a network"; exit 2; }
-	$(GPU_PYTHON) -m pip install --quiet --no-index --no-deps --upgrade --target $(GPU_SITE) $(WHEELS)/*.whl
+	@if ! $(GPU_PYTHON) -c "import hydra, omegaconf, simplejpeg" 2>/dev/null; then \
+		ls $(WHEELS)/*.whl >/dev/null 2>&1 || { echo "no wheels in $(WHEELS)/: run make gpu-wheels where there is a network"; exit 2; }; \
+		echo "installing $(WHEELS)/*.whl into $(GPU_SITE)"; \
+		$(GPU_PYTHON) -m pip install --quiet --no-index --no-deps --upgrade --target $(GPU_SITE) $(WHEELS)/*.whl; \
+	fi
 	PYTHONPATH=$(CURDIR)/src:$(GPU_SITE) $(GPU_PYTHON) bench/gpu_check.py --out gpu_check.json
 
 tb: $(STAMP) ## TensorBoard on the logs folder

@@ -12,9 +12,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${1:-python3}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-make gpu-check GPU_PYTHON="$PYTHON"
+SITE=/tmp/simclr-gpu-site
+make gpu-check GPU_PYTHON="$PYTHON" GPU_SITE="$SITE"
 status=$?
-export PYTHONPATH="$PWD/src:/tmp/simclr-gpu-site"
+export PYTHONPATH="$PWD/src:$SITE"
 if "$PYTHON" -c "import sklearn" 2>/dev/null; then
     timeout 120 "$PYTHON" bench/data.py --cuda --images 512 || echo "bench/data.py --cuda failed"
 else

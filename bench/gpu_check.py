@@ -114,13 +114,11 @@ def check_speed(run: Run, deadline: float) -> list[dict]:
     kept. Passes when it did not crash and gave images/s for every network (a run cut short
     by the budget keeps the figures it printed)."""
     command = [sys.executable, str(ROOT / "bench" / "gpu.py"), *run.sizes.speed_args]
-    one_thread = {**os.environ, "OMP_NUM_THREADS": "1"}  # the dry pass, as in main
     try:
         done = subprocess.run(
             command,
             capture_output=True,
             text=True,
-            env=one_thread if run.device.type == "cpu" else None,
             timeout=max(60.0, deadline - time.monotonic()),
             check=False,
         )
@@ -161,8 +159,11 @@ def run_checks(run: Run, selected: list[str], deadline: float) -> list[dict]:
     for names, make in check_groups(run, deadline).items():
         if not set(names) & set(selected):
             continue
+        began = time.monotonic()
         try:
-            results += [record for record in make() if record["name"] in selected]
+            records = [record for record in make() if record["name"] in selected]
+            seconds = round(time.monotonic() - began, 1)  # the group's, on its first record
+            results += [records[0] | {"seconds": seconds}, *records[1:]]
         except Exception as error:  # a crash is that check's FAIL; the others still run
             traceback.print_exc()
             for name in set(names) & set(selected):
@@ -205,6 +206,7 @@ def main() -> int:
         return 2
     dry = args.dry or not torch.cuda.is_available()
     if dry:  # a CPU shared with other tests: one thread each, not a fight for the cores
+        os.environ["OMP_NUM_THREADS"] = "1"  # read by Lightning's DDP and bench/gpu.py too
         torch.set_num_threads(1)
     device = torch.device("cpu" if dry else "cuda")
     print(f"# {'dry pass (CPU against CPU)' if dry else 'GPU check'}: {environment(device)}")
