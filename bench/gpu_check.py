@@ -122,7 +122,8 @@ def check_speed(run: Run, deadline: float) -> list[dict]:
             timeout=max(60.0, deadline - time.monotonic()),
             check=False,
         )
-        output, crashed, errors = done.stdout, done.returncode != 0, done.stderr[-2000:]
+        output, crashed = done.stdout, done.returncode != 0
+        errors = done.stderr[-2000:] if crashed else ""
     except subprocess.TimeoutExpired as expired:
         output, crashed, errors = expired.stdout or b"", False, "cut short by the budget"
         output = output.decode() if isinstance(output, bytes) else output
