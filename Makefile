@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 TEST_ARGS ?=
 
-.PHONY: help install train test test-all lint format tb bench bench-data quality clean
+.PHONY: help install train test test-all lint format tb bench bench-data quality gpu-wheels gpu-check clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,6 +52,35 @@ quality: $(BENCH_STAMP) ## Encoder quality against a lightly-built peer at equal
 
 bench-data: $(BENCH_STAMP) ## Views/s per CPU core from JPEG folders: each pipeline and lightly's (< 10 min)
 	$(BIN)/python bench/data.py
+
+# The GPU check on a lent GPU node, which may have no network and brings its own Python 3.12
+# with torch, torchvision, Lightning, torchmetrics and timm, not what else the check imports:
+# `make gpu-wheels` (where there is a network) puts those wheels into $(WHEELS)/, at the versions
+# .venv runs the tests with; `make gpu-check` (on the node) installs them from there alone.
+WHEELS := .whl
+# The node's Python by default; here, .venv's (which has them all: no install).
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+GPU_SITE ?= /tmp/simclr-gpu-site
+WHEEL_TARGET := --only-binary=:all: --python-version 3.12 --implementation cp \
+	--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
+
+gpu-wheels: $(STAMP) ## With a network: the wheels a GPU node lacks (Hydra, simplejpeg...) into .whl/
+	rm -rf $(WHEELS) && mkdir -p $(WHEELS)
+	$(BIN)/python -m pip freeze | grep -iE '^(hydra-core|omegaconf|simplejpeg|pyyaml)==' > $(WHEELS)/pins.txt
+	$(BIN)/python -m pip download --quiet --no-deps $(WHEEL_TARGET) -d $(WHEELS) -r $(WHEELS)/pins.txt
+	# omegaconf's parser runtime (antlr4 4.9) is published as a source archive only: its wheel
+	# (pure Python) is built here.
+	$(BIN)/python -m pip wheel --quiet --no-deps -w $(WHEELS) \
+		"$$($(BIN)/python -m pip freeze | grep -i '^antlr4-python3-runtime==')"
+	@du -cb $(WHEELS)/*.whl | awk '{print} END {if ($$1 > 64 * 2^20) {print "over 64 MiB"; exit 1}}'
+
+gpu-check: ## On a GPU node, no network needed (make gpu-wheels first): CUDA against CPU, speed (< 8 min)
+	@if ! $(GPU_PYTHON) -c "import hydra, omegaconf, simplejpeg" 2>/dev/null; then \
+		ls $(WHEELS)/*.whl >/dev/null 2>&1 || { echo "no wheels in $(WHEELS)/: run make gpu-wheels where there is a network"; exit 2; }; \
+		echo "installing $(WHEELS)/*.whl into $(GPU_SITE)"; \
+		$(GPU_PYTHON) -m pip install --quiet --no-index --no-deps --upgrade --target $(GPU_SITE) $(WHEELS)/*.whl; \
+	fi
+	PYTHONPATH=$(CURDIR)/src:$(GPU_SITE) $(GPU_PYTHON) bench/gpu_check.py --out gpu_check.json
 
 tb: $(STAMP) ## TensorBoard on the logs folder
 	$(BIN)/tensorboard --logdir logs

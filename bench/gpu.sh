@@ -1,12 +1,24 @@
 #!/usr/bin/env bash
-# GPU benchmark for a lent GPU machine (see bench/gpu.py); finishes in under 10 minutes.
-#   bash bench/gpu.sh            # ResNet-50 224 px and ResNet-18 32 px, bf16 + channels-last
-#                                # and fp32, augmentation on the GPU or in CPU workers; first,
-#                                # the folder pipelines (bench/data.py --cuda): nvJPEG decoding
-#                                # (data.pipeline=device_decode) and ResNet-50 on JPEG files
-set -euo pipefail
+# Everything for a lent GPU machine, which needs no network: run `make gpu-wheels` beforehand
+# where there is one (it fills .whl/ with the wheels the node's Python lacks), then on the node
+#   bash bench/gpu.sh [PYTHON]     # the node's Python 3.12 with torch (default: python3)
+# 1. make gpu-check (< 8 minutes): bench/gpu_check.py, the CUDA paths against the CPU with a
+#    PASS/FAIL line each, and ResNet-50 224 px / ResNet-18 32 px images/s and peak memory
+#    (bench/gpu.py); all in gpu_check.json.
+# 2. bench/data.py --cuda (< 2 minutes): nvJPEG decoding (data.pipeline=device_decode) views/s,
+#    and ResNet-50 on a JPEG folder with each data.pipeline. Its photographs come from
+#    scikit-learn: skipped where the node lacks it.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-make install >/dev/null
+PYTHON=${1:-python3}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-timeout 120 .venv/bin/python bench/data.py --cuda --images 512 || echo "bench/data.py --cuda failed"
-timeout 440 .venv/bin/python bench/gpu.py --steps 15 --warmup 4 "$@"
+SITE=/tmp/simclr-gpu-site
+make gpu-check GPU_PYTHON="$PYTHON" GPU_SITE="$SITE"
+status=$?
+export PYTHONPATH="$PWD/src:$SITE"
+if "$PYTHON" -c "import sklearn" 2>/dev/null; then
+    timeout 120 "$PYTHON" bench/data.py --cuda --images 512 || echo "bench/data.py --cuda failed"
+else
+    echo "bench/data.py --cuda skipped: no scikit-learn here (its sample photographs)"
+fi
+exit $status
