@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
@@ -120,7 +120,10 @@ def views_from_cpu_draws(augment, images: Tensor, device: torch.device, seed: in
     BatchAugmentation (``sample``, ``apply``), as ``forward`` draws on the images' device."""
     height, width = images.shape[-2:]
     params = augment.sample(len(images), height, width, "cpu", torch.Generator().manual_seed(seed))
-    params = type(params)(**{f.name: getattr(params, f.name).to(device) for f in fields(params)})
+    params = {
+        operation: {name: value.to(device) for name, value in drawn.items()}
+        for operation, drawn in params.items()
+    }
     return augment.to(device).apply(images.to(device), params).cpu()
 
 
@@ -132,7 +135,12 @@ def check_augmentation(run: Run) -> list[dict]:
     by tens of grey levels."""
     from simclr.data.augment.batch_augment import BatchAugmentation
 
-    rotation = ("data.augment.rotation_prob=0.5", "data.augment.rotation_degrees=20")
+    # The float path on both sides: on a CPU, pixel_dtype=uint8 finishes the views with PIL.
+    rotation = (
+        "data.augment.rotation_prob=0.5",
+        "data.augment.rotation_degrees=20",
+        "data.augment.pixel_dtype=float32",
+    )
     data = recipe("data/augment=large", *rotation).data
     side, std = run.sizes.aug_side, torch.tensor(data.std).view(1, 3, 1, 1)
     augment = BatchAugmentation(side, data.mean, data.std, **plain(data.augment))
