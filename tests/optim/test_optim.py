@@ -5,9 +5,11 @@ import pytest
 import torch
 from torch import nn
 
+from simclr.errors import ConfigError
 from simclr.optim import (
     LARS,
     build_optimizer,
+    build_scheduler,
     parameter_groups,
     scaled_learning_rate,
     warmup_cosine_factor,
@@ -103,3 +105,30 @@ def test_warmup_then_cosine():
     assert warmup_cosine_factor(110, 10, 110, min_lr_ratio=0.1) == pytest.approx(0.1)
     assert warmup_cosine_factor(0, 0, 100) == pytest.approx(1.0)
     assert warmup_cosine_factor(50, 0, 100) == pytest.approx(0.5 * (1 + math.cos(math.pi / 2)))
+
+
+def test_a_warm_up_longer_than_its_share_of_the_run_is_cut_to_it(caplog):
+    def first_rates(**options) -> list[float]:
+        layer = torch.nn.Linear(2, 2)
+        optimizer = torch.optim.SGD(layer.parameters(), lr=1.0)
+        scheduler = build_scheduler(optimizer, total_steps=50, steps_per_epoch=10, **options)
+        rates = []
+        for _ in range(50):
+            rates.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return rates
+
+    # The default 10 epochs of warm-up in a 5-epoch run: cut to a fifth of it (10 steps).
+    with caplog.at_level("WARNING", logger="simclr.optim.schedules"):
+        rates = first_rates(warmup_epochs=10)
+    assert rates[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])
+    assert rates[10] == pytest.approx(1.0) and rates[-1] < 0.01  # then the cosine decay
+    assert "warming up over 10 steps instead" in caplog.text
+    # null keeps it as given: the whole run in warm-up, the rate never reaches its peak.
+    given = first_rates(warmup_epochs=10, max_warmup_fraction=None)
+    assert given == pytest.approx([(s + 1) / 50 for s in range(50)])
+    # A warm-up within its share is untouched.
+    assert first_rates(warmup_epochs=1) == first_rates(warmup_epochs=1, max_warmup_fraction=None)
+    with pytest.raises(ConfigError, match=r"scheduler\.max_warmup_fraction=1\.5"):
+        first_rates(max_warmup_fraction=1.5)
