@@ -1,5 +1,6 @@
 """The Python API for notebooks and scripts: ``simclr.pretrain(...)`` and
-``simclr.finetune(...)``, the same runs as ``train.py`` and ``finetune.py``.
+``simclr.finetune(...)``, the same runs as ``train.py`` and ``finetune.py``, and
+``simclr.embed(...)``, the features that ``python -m simclr.embed`` writes.
 
 Each call composes ``configs/`` with Hydra from its keyword arguments and overrides, exactly
 as the command line does (a misspelled key raises Hydra's ``ConfigCompositionException``
@@ -14,6 +15,9 @@ the run gets its folder (``logs/<task>/runs/<time>/`` below the working director
     lin = simclr.finetune(pre.checkpoint, mode="linear", overrides=["trainer.max_epochs=5"])
     lin.metrics["test/acc"], lin.run_dir
     encoder, feature_dim = pre.encoder().build()  # the pre-trained encoder, weights loaded
+    vectors = simclr.embed(pre.checkpoint, "digits.parquet", data="digits")  # features h
+
+``simclr.embed`` composes only the ``data`` group and runs no job (no run folder).
 """
 
 from __future__ import annotations
@@ -25,14 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hydra import initialize_config_dir
+from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from simclr.errors import ConfigError
 
 if TYPE_CHECKING:
     from simclr.models.pretrained import PretrainedEncoder
+    from simclr.tasks.embed import Embeddings
 
 CONFIG_DIR_VARIABLE = "SIMCLR_CONFIG_DIR"
 CONFIG_NAMES = ("pretrain.yaml", "finetune.yaml")
@@ -115,6 +120,26 @@ def _value(value) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _hydra_context(config_dir: str | os.PathLike | None, job_name: str):
+    """Hydra initialised on the ``configs/`` folder (:func:`find_config_dir`), for a block."""
+    if GlobalHydra.instance().is_initialized():
+        raise ConfigError(
+            "Hydra is already initialised in this process (inside a @hydra.main app, or an "
+            "initialize() block): call simclr.pretrain / finetune / embed outside it"
+        )
+    directory = find_config_dir(config_dir)
+    return initialize_config_dir(str(directory), version_base="1.3", job_name=job_name)
+
+
+def compose_data(overrides: Sequence[str], config_dir: str | os.PathLike | None = None) -> dict:
+    """The ``data`` node of ``configs/pretrain.yaml`` composed with ``overrides`` (``data=...``,
+    ``data.root=...``), as plain values; ``paths`` start from the working directory, as a run
+    started here would."""
+    with _hydra_context(config_dir, "embed"):
+        cfg = compose("pretrain", overrides=[override("paths.root_dir", Path.cwd()), *overrides])
+    return OmegaConf.to_container(cfg.data, resolve=True)
+
+
 def run_task(
     config_name: str,
     job_name: str,
@@ -124,13 +149,7 @@ def run_task(
 ) -> RunResult:
     """Compose ``configs/<config_name>.yaml`` with ``overrides`` and run ``task`` on it as
     ``@hydra.main`` runs a script named ``job_name`` (its log file is ``<job_name>.log``)."""
-    if GlobalHydra.instance().is_initialized():
-        raise ConfigError(
-            "Hydra is already initialised in this process (inside a @hydra.main app, or an "
-            "initialize() block): call simclr.pretrain / finetune outside it"
-        )
-    directory = find_config_dir(config_dir)
-    with initialize_config_dir(str(directory), version_base="1.3", job_name=job_name):
+    with _hydra_context(config_dir, job_name):
         hydra = GlobalHydra.instance().hydra
         job = hydra.run(config_name=config_name, task_function=task, overrides=list(overrides))
     run_dir = Path(job.hydra_cfg.hydra.runtime.output_dir)
@@ -172,3 +191,36 @@ def finetune(
         *overrides,
     ]
     return run_task("finetune", "finetune", run, everything, config_dir)
+
+
+def embed(
+    checkpoint: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    *,
+    split: str = "all",
+    head: bool = False,
+    batch_size: int | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    progress_every: int | None = None,
+    overrides: Sequence[str] = (),
+    config_dir: str | os.PathLike | None = None,
+    **choices,
+) -> Embeddings:
+    """The features h of the encoder of ``checkpoint`` (a checkpoint or an export; with
+    ``head``, the projection head's z) for every image of ``split`` (``train``, ``val``,
+    ``test``, ``unlabeled`` or ``all``) of the data that ``choices`` and ``overrides`` compose
+    (``data="imagefolder", overrides=["data.root=/x"]``), as ``python -m simclr.embed`` does;
+    written to ``out`` (``.parquet`` or ``.npz``) when given. ``progress``: a bar on a terminal,
+    else a line every ``progress_every`` batches. Returns the
+    :class:`~simclr.tasks.embed.Embeddings`: ``features`` ``(N, D)`` and each row's path,
+    split, index and label."""
+    from simclr.tasks.embed import check_output, embed_data, write_embeddings
+
+    if out is not None:
+        check_output(out)
+    data = compose_data([*(override(k, v) for k, v in choices.items()), *overrides], config_dir)
+    embeddings = embed_data(
+        checkpoint, data, split, head, batch_size, device, progress, progress_every
+    )
+    return embeddings if out is None else write_embeddings(embeddings, out)
