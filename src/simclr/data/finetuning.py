@@ -19,6 +19,7 @@ from simclr.data.splits import choose_training_images
 from simclr.errors import ConfigError
 from simclr.rules import BATCH_SIZE
 
+
 def refuse_unlabelled(labelled: LabelledData) -> None:
     """Fine-tuning trains a classifier: a :class:`ConfigError` for data read without labels
     (``data.options.labels=none``, refused without reading the folder, or ``auto`` finding no

@@ -153,7 +153,7 @@ def finetune_data(root: Path, labels: str) -> dict:
 
 def test_finetuning_refuses_data_without_labels(tmp_path):
     # labels=none: refused without reading the folder (it need not exist).
-    with pytest.raises(ConfigError, match="data.options.labels=none reads data.root="):
+    with pytest.raises(ConfigError, match=r"data\.options\.labels=none reads data\.root="):
         FineTuneDataModule(finetune_data(tmp_path / "missing", "none"), label_fraction=1.0)
     loose_folder(tmp_path / "loose")
     with pytest.raises(ConfigError, match="labels=auto found no class folders there"):

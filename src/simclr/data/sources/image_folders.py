@@ -72,8 +72,7 @@ class FolderScan:
         if self.passed_over:
             counts = ", ".join(f"{ext} {n}" for ext, n in self.passed_over.most_common())
             log.info(
-                "image folder %s: passed over %d file(s) not named in data.options.extensions "
-                "(%s)",
+                "image folder %s: passed over %d file(s) not in data.options.extensions (%s)",
                 root,
                 sum(self.passed_over.values()),
                 counts,
