@@ -27,10 +27,10 @@ def refuse_unlabelled(labelled: LabelledData) -> None:
     labels = labelled.options.get("labels", "folders")
     if labels == "folders" or (labels == "auto" and labelled.has_labels):
         return
-    found = "" if labels == "none" else " found no class folders there and"
+    found = "" if labels == "none" else " (no class folders found)"
     raise ConfigError(
-        f"fine-tuning needs labels, but data.options.labels={labels}{found} reads "
-        f"data.root={labelled.root} without them: give the images one sub-folder per class "
+        f"fine-tuning needs labels, but data.options.labels={labels} reads "
+        f"data.root={labelled.root} without them{found}: give the images one sub-folder per class "
         "(data.root/<class>/<image>) and set data.options.labels=folders, or fine-tune on a "
         "labelled data set; unlabelled images serve pre-training (train.py)"
     )
