@@ -13,6 +13,10 @@ encoder is becoming. Two standard monitors read the labels on the side:
   validation split, both with the evaluation transform; cosine similarity, the k nearest
   neighbours vote with weight ``exp(similarity / temperature)`` -> ``val/knn_acc``.
 
+Both read labels: on data without them (an image folder read with ``data.options.labels=none``)
+every :class:`LabelMonitor` is switched off at setup, with one log line; the label-free
+health metrics (:mod:`simclr.callbacks.health`) remain.
+
 Pre-training has no validation loop; both evaluate in ``on_train_epoch_end`` every
 ``every_n_epochs`` epochs and at the last epoch, before the checkpoint callback runs, so
 ``optimized_metric`` and a ``ModelCheckpoint(monitor=...)`` can name their metrics. Their
@@ -23,6 +27,7 @@ checkpoints and restored on resume.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 
 import lightning as L
@@ -33,6 +38,8 @@ from torch import Tensor, nn
 
 from simclr.callbacks.epochs import EVERY_N_EPOCHS, epoch_due
 from simclr.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -58,11 +65,44 @@ def embed(trainer: L.Trainer, encoder: nn.Module, loader) -> tuple[Tensor, Tenso
     return torch.cat(features), torch.cat(labels)
 
 
+def data_has_labels(trainer: L.Trainer) -> bool:
+    """Whether the trainer's data has labels (a DataModule without a
+    :class:`~simclr.data.labelled.LabelledData` is taken to have them)."""
+    labelled = getattr(trainer.datamodule, "labelled", None)
+    return labelled is None or labelled.has_labels
+
+
+class LabelMonitor(Callback):
+    """A callback that reads the data's labels. On data without labels, the first such
+    callback to be set up switches off all of them (:attr:`labels_off`), logging one line
+    naming what they would have logged (:attr:`label_outputs`). Subclasses call this
+    ``setup`` first and do nothing with labels once :attr:`labels_off`."""
+
+    label_outputs = "metrics by class"
+    labels_off = False
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.labels_off or data_has_labels(trainer):
+            return
+        monitors = [
+            callback
+            for callback in trainer.callbacks
+            if isinstance(callback, LabelMonitor) and not callback.labels_off
+        ]
+        for monitor in monitors:
+            monitor.labels_off = True
+        log.info(
+            "the data has no labels (data.options.labels): off: %s; the health metrics "
+            "(health/*) are logged without labels",
+            ", ".join(monitor.label_outputs for monitor in monitors),
+        )
+
+
 # Queries are scored this many at a time, so the (queries x bank) similarities stay small.
 QUERY_CHUNK = 1024
 
 
-class _EpochMonitor(Callback):
+class _EpochMonitor(LabelMonitor):
     """Evaluates every ``every_n_epochs`` training epochs and at the last one."""
 
     def __init__(self, every_n_epochs: int, split: str):
@@ -72,7 +112,7 @@ class _EpochMonitor(Callback):
         self.history: dict[int, float] = {}
 
     def due(self, trainer: L.Trainer) -> bool:
-        return epoch_due(trainer, self.every_n_epochs)
+        return not self.labels_off and epoch_due(trainer, self.every_n_epochs)
 
     def loader(self, trainer: L.Trainer, split: str):
         datamodule = trainer.datamodule
@@ -109,8 +149,11 @@ class OnlineLinearProbe(_EpochMonitor):
         self.optimizer: torch.optim.Optimizer | None = None
         self._pending_state: dict | None = None
 
+    label_outputs = "linear_probe (val/probe_acc)"
+
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self.probe is None:
+        super().setup(trainer, pl_module, stage)
+        if self.probe is None and not self.labels_off:
             num_classes = trainer.datamodule.num_classes
             # Standardised features (BatchNorm without affine parameters, as MAE's linear
             # probing): their scale grows by orders of magnitude during pre-training, and one
@@ -124,6 +167,8 @@ class OnlineLinearProbe(_EpochMonitor):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # The probe lives beside the model, not in it (the model's state dict stays the
         # encoder's and the head's), so it follows the model's device itself.
+        if self.probe is None:  # switched off: the data has no labels
+            return
         self.probe = self.probe.to(pl_module.device)
         self.optimizer = torch.optim.Adam(
             self.probe.parameters(), lr=self.lr, weight_decay=self.weight_decay
@@ -134,7 +179,7 @@ class OnlineLinearProbe(_EpochMonitor):
             self._pending_state = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if not isinstance(outputs, dict) or "features" not in outputs:
+        if self.optimizer is None or not isinstance(outputs, dict) or "features" not in outputs:
             return
         features, labels = outputs["features"].detach().float(), outputs["labels"]
         # Unlabelled images (STL-10's unlabeled split) carry label -1: the probe skips them.
@@ -196,6 +241,7 @@ class WeightedKNN(_EpochMonitor):
         self, k: int = 200, temperature: float = 0.1, every_n_epochs: int = 5, split="val"
     ):
         super().__init__(every_n_epochs, split)
+        self.label_outputs = f"knn ({split}/knn_acc)"
         if k < 1 or temperature <= 0:
             raise ConfigError(f"knn k must be >= 1 and temperature > 0, got {k}, {temperature}")
         self.k = k

@@ -7,7 +7,8 @@ not CSV): see :func:`simclr.loggers.image_writer`.
 - ``val/feature_map_<map>`` every ``every_n_epochs`` epochs and at the last, for each map of
   ``maps`` (``pca``, ``umap``: :mod:`simclr.callbacks.feature_maps`): the validation
   representations in two dimensions, one dot per image coloured by class, with a legend of
-  the class names (classes that separate here are what the monitors measure).
+  the class names (classes that separate here are what the monitors measure). Not drawn on
+  data without labels (:class:`~simclr.callbacks.monitors.LabelMonitor`).
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ from collections.abc import Sequence
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 from torchvision.utils import make_grid
 
 from simclr.callbacks.epochs import EVERY_N_EPOCHS, epoch_due
 from simclr.callbacks.feature_maps import EXTRA_OF_PROJECTION, PROJECTIONS, draw_feature_map
-from simclr.callbacks.monitors import embed
+from simclr.callbacks.monitors import LabelMonitor, embed
 from simclr.loggers import image_writers
 from simclr.rules import Rule, integer_at_least, state
 
@@ -61,7 +61,7 @@ def views_grid(rows: Sequence[Tensor], min_tile: int = MIN_TILE, per_row: int = 
     return make_grid(torch.stack(groups), nrow=per_row, padding=8, pad_value=1)
 
 
-class Pictures(Callback):
+class Pictures(LabelMonitor):
     """Draws the view grid and the feature maps (see the module docstring) into every logger
     that takes images; does nothing without one.
 
@@ -96,6 +96,7 @@ class Pictures(Callback):
                 EXTRA_OF_PROJECTION[name].require(f"{PROJECTIONS.key}={name}")
         self.size = MAP_SIZE.check(size)
         self.max_points = MAX_POINTS.check(max_points)
+        self.label_outputs = f"pictures' feature maps ({split}/feature_map_*)"
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         writers = image_writers(trainer.loggers) if trainer.is_global_zero else []
@@ -113,7 +114,7 @@ class Pictures(Callback):
         if not trainer.is_global_zero or not epoch_due(trainer, self.every_n_epochs):
             return
         writers = image_writers(trainer.loggers)
-        if not writers or not self.maps:
+        if not writers or not self.maps or self.labels_off:
             return
         loader = trainer.datamodule.labelled_dataloader(self.split)
         features, labels = embed(trainer, pl_module.encoder, loader)

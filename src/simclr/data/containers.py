@@ -10,13 +10,18 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+# The label of an image without one (STL-10's unlabeled split, an unlabelled image folder).
+UNLABELLED = -1
+
 
 @dataclass
 class LabelledSplits:
     """Raw (untransformed) splits; each item is ``(image, label)``.
 
     ``unlabeled`` holds images without labels (label -1) for pre-training only, where the
-    data set has them (STL-10); ``class_names`` names the labels where known.
+    data set has them (STL-10); ``class_names`` names the labels where known. A data set
+    without labels (``data.options.labels=none``) has ``num_classes`` 0 and every label -1 in
+    every split: it can be pre-trained on, but neither monitored by class nor fine-tuned.
     """
 
     train: Dataset
@@ -25,6 +30,10 @@ class LabelledSplits:
     num_classes: int
     unlabeled: Dataset | None = None
     class_names: list[str] | None = None
+
+    @property
+    def has_labels(self) -> bool:
+        return self.num_classes > 0
 
 
 class TensorImages(Dataset):

@@ -19,6 +19,23 @@ from simclr.data.splits import choose_training_images
 from simclr.errors import ConfigError
 from simclr.rules import BATCH_SIZE
 
+
+def refuse_unlabelled(labelled: LabelledData) -> None:
+    """Fine-tuning trains a classifier: a :class:`ConfigError` for data read without labels
+    (``data.options.labels=none``, refused without reading the folder, or ``auto`` finding no
+    class folders). Other data sets, and ``labels=folders``, have labels."""
+    labels = labelled.options.get("labels", "folders")
+    if labels == "folders" or (labels == "auto" and labelled.has_labels):
+        return
+    found = "" if labels == "none" else " (no class folders found)"
+    raise ConfigError(
+        f"fine-tuning needs labels, but data.options.labels={labels} reads "
+        f"data.root={labelled.root} without them{found}: give the images one sub-folder per class "
+        "(data.root/<class>/<image>) and set data.options.labels=folders, or fine-tune on a "
+        "labelled data set; unlabelled images serve pre-training (train.py)"
+    )
+
+
 # Keys of the data config that only pre-training reads (its views and the images it uses).
 PRETRAINING_KEYS = ("augment", "augment_on_device", "pipeline", "pretrain_split")
 
@@ -68,6 +85,7 @@ class FineTuneDataModule(LabelledDataModule):
         unread = (*DATALOADER_KEYS, *PRETRAINING_KEYS, "batch_size")
         labelled = {key: value for key, value in data.items() if key not in unread}
         self.labelled = LabelledData(settings=settings, seed=seed, **labelled)
+        refuse_unlabelled(self.labelled)
         self.batch_size = BATCH_SIZE.check(data["batch_size"])
         self.select_on_val = select_on_val
         self.label_fraction = label_fraction

@@ -54,7 +54,8 @@ def _fields_from_traceback(text: str) -> tuple[str, str]:
 
 
 def rgb(image: Image.Image) -> Image.Image:
-    """``image`` in RGB, decoding every pixel (so that a truncated file shows here)."""
+    """``image`` in RGB, decoding every pixel (so that a truncated file shows here); of an
+    animation (GIF, WebP), the first frame, where PIL opens it."""
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")  # as PIL advises for such palettes
     return image.convert("RGB")
@@ -67,7 +68,8 @@ def decode_rgb(path: str) -> Image.Image:
 
 
 class ImageFiles(Dataset):
-    """Image files with integer labels, decoded with PIL when read; items ``(PIL RGB, label)``.
+    """Image files with integer labels (-1: none), decoded with PIL when read; items
+    ``(PIL RGB, label)``.
 
     ``decode`` (path -> item) replaces the decoding, e.g. by one that decodes only the crops
     of the views (:mod:`simclr.data.augment.crop_first`); :meth:`with_decoder` gives such a

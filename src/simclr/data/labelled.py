@@ -90,6 +90,11 @@ class LabelledData:
         return self.load_splits().num_classes
 
     @property
+    def has_labels(self) -> bool:
+        """Whether the images have labels (an image folder read without them has none)."""
+        return self.load_splits().has_labels
+
+    @property
     def class_names(self) -> list[str]:
         """The data set's names of the labels, or the label numbers where it has none."""
         splits = self.load_splits()
