@@ -199,6 +199,7 @@ def test_training_with_gradient_caching_steps_the_optimiser_and_the_schedule(fas
         "logger=csv",
         "trainer.log_every_n_steps=1",
         "scheduler.warmup_epochs=1",
+        "scheduler.max_warmup_fraction=null",  # the warm-up as given, half of this run
         "optimizer=sgd",
         "optimizer.lr=0.1",
         "optimizer.lr_scaling=none",

@@ -60,6 +60,7 @@ def test_learning_rate_warms_up_then_decays_every_step(fast_config, tmp_path):
         "trainer.max_epochs=3",
         "trainer.log_every_n_steps=1",
         "scheduler.warmup_epochs=1",
+        "scheduler.max_warmup_fraction=null",  # the warm-up as given, half of this run
         "optimizer=sgd",
         "optimizer.lr=0.1",
         "optimizer.lr_scaling=none",

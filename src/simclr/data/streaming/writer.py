@@ -123,19 +123,16 @@ def read_back(location: str, expected: dict | None = None) -> dict:
     dataset = litdata.StreamingDataset(location)
     records: dict[int, tuple[int, str]] = {}
     problems, unreadable = [], []
-    for sample in dataset:
-        index, label, image = int(sample["index"]), int(sample["label"]), bytes(sample["image"])
-        if index in records:
-            problems.append(f"index {index} stored twice")
-        if sample["error"]:
-            unreadable.append(f"{sample['name']} ({sample['error']})")
-        elif not image.startswith(JPEG_START):
-            problems.append(f"{sample['name']}: the stored bytes are not a JPEG")
-        if expected is not None and (
-            expected["names"][index] != sample["name"] or expected["labels"][index] != label
-        ):
-            problems.append(f"index {index}: {sample['name']} label {label} does not match")
-        records[index] = (label, hashlib.sha256(image).hexdigest())
+    try:
+        for sample in dataset:
+            _check_sample(sample, records, problems, unreadable, expected)
+    except DataError:
+        raise
+    except Exception as error:  # a damaged chunk, as litdata's loader meets it (struct, zstd)
+        raise DataError(
+            f"shards at {location} cannot be read back ({type(error).__name__}: {error}); a "
+            "chunk is damaged: prepare them again with --overwrite"
+        ) from None
     count = len(expected["labels"]) if expected is not None else len(records)
     missing = sorted(set(range(count)) - set(records))
     if missing or len(records) != count:
@@ -152,6 +149,22 @@ def read_back(location: str, expected: dict | None = None) -> dict:
         "sha256": digest.hexdigest(),
         "errors": unreadable,
     }
+
+
+def _check_sample(sample: dict, records: dict, problems: list, unreadable: list, expected) -> None:
+    """One stored sample checked (see :func:`read_back`), its label and digest recorded."""
+    index, label, image = int(sample["index"]), int(sample["label"]), bytes(sample["image"])
+    if index in records:
+        problems.append(f"index {index} stored twice")
+    if sample["error"]:
+        unreadable.append(f"{sample['name']} ({sample['error']})")
+    elif not image.startswith(JPEG_START):
+        problems.append(f"{sample['name']}: the stored bytes are not a JPEG")
+    if expected is not None and (
+        expected["names"][index] != sample["name"] or expected["labels"][index] != label
+    ):
+        problems.append(f"index {index}: {sample['name']} label {label} does not match")
+    records[index] = (label, hashlib.sha256(image).hexdigest())
 
 
 def verify_manifest(root: str, manifest: dict) -> None:

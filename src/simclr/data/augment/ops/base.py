@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar, Protocol
 
 import torch
 from PIL import Image
@@ -19,8 +19,13 @@ from torch import Tensor
 from simclr import rules
 from simclr.rules import Rule
 
-if TYPE_CHECKING:
-    from simclr.data.augment.settings import AugmentSettings
+
+class OptionValues(Protocol):
+    """The value of every operation's options by name (what
+    :class:`~simclr.data.augment.settings.AugmentSettings` holds)."""
+
+    def __getattr__(self, name: str) -> object: ...
+
 
 # Every concrete operation class, filled as their modules are imported (simclr.data.augment.ops).
 REGISTERED: list[type[Operation]] = []
@@ -81,7 +86,7 @@ class Operation:
         if "name" in cls.__dict__:
             REGISTERED.append(cls)
 
-    def __init__(self, settings: AugmentSettings, image_size: int):
+    def __init__(self, settings: OptionValues, image_size: int):
         self.settings = settings
         self.image_size = image_size
 
