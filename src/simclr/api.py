@@ -22,6 +22,7 @@ the run gets its folder (``logs/<task>/runs/<time>/`` below the working director
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -197,30 +198,24 @@ def embed(
     checkpoint: str | os.PathLike,
     out: str | os.PathLike | None = None,
     *,
-    split: str = "all",
-    head: bool = False,
-    batch_size: int | None = None,
-    device: str = "auto",
-    progress: bool = True,
-    progress_every: int | None = None,
     overrides: Sequence[str] = (),
     config_dir: str | os.PathLike | None = None,
-    **choices,
+    **options,
 ) -> Embeddings:
-    """The features h of the encoder of ``checkpoint`` (a checkpoint or an export; with
-    ``head``, the projection head's z) for every image of ``split`` (``train``, ``val``,
-    ``test``, ``unlabeled`` or ``all``) of the data that ``choices`` and ``overrides`` compose
-    (``data="imagefolder", overrides=["data.root=/x"]``), as ``python -m simclr.embed`` does;
-    written to ``out`` (``.parquet`` or ``.npz``) when given. ``progress``: a bar on a terminal,
-    else a line every ``progress_every`` batches. Returns the
-    :class:`~simclr.tasks.embed.Embeddings`: ``features`` ``(N, D)`` and each row's path,
-    split, index and label."""
+    """The features h of the encoder of ``checkpoint`` (a checkpoint or an export), as
+    ``python -m simclr.embed`` computes them, written to ``out`` (``.parquet`` or ``.npz``)
+    when given. ``options`` are those of :func:`~simclr.tasks.embed.embed_data` (``split``:
+    ``train``, ``val``, ``test``, ``unlabeled`` or ``all``; ``head``: the projection head's z;
+    ``batch_size``, ``device``, ``progress``, ``progress_every``); any other keyword chooses a
+    config group, as for :func:`pretrain` (``data="imagefolder"``, with
+    ``overrides=["data.root=/x"]``). Returns the :class:`~simclr.tasks.embed.Embeddings`:
+    ``features`` ``(N, D)`` and each row's path, split, index and label."""
     from simclr.tasks.embed import check_output, embed_data, write_embeddings
 
     if out is not None:
         check_output(out)
+    taken = set(inspect.signature(embed_data).parameters) - {"checkpoint", "data"}
+    choices = {k: options.pop(k) for k in list(options) if k not in taken}
     data = compose_data([*(override(k, v) for k, v in choices.items()), *overrides], config_dir)
-    embeddings = embed_data(
-        checkpoint, data, split, head, batch_size, device, progress, progress_every
-    )
+    embeddings = embed_data(checkpoint, data, **options)
     return embeddings if out is None else write_embeddings(embeddings, out)
