@@ -17,10 +17,12 @@ from conftest import compose_config
 EPOCHS = 4
 LABELS_PER_CLASS = 5
 LABEL_DRAWS = 5
-# Measured on the validation split (seed 0, 5 labels a class, 5 draws): trained 0.828 against
-# the random initialisation's 0.488 after 4 epochs (0.883 after 8). The assertion asks for
-# less than half of that gap.
-MARGIN = 0.15
+# Measured on the validation split (seed 0, 5 labels a class, 5 draws, BatchNorm statistics
+# measured afresh on both sides): trained 0.842 against the random initialisation's 0.536.
+# Broken on purpose (the closing note of issue 23): the loss's gradient with the wrong sign
+# 0.655, each view's positive taken from another image 0.710, the optimiser's step dropped
+# 0.536. The margin sits between the worst break's gap (0.174) and the working one's (0.306).
+MARGIN = 0.22
 
 OVERRIDES = [
     "experiment=digits_quick",
