@@ -3,7 +3,7 @@ encoder at its random initialisation on few-label linear evaluation, scored on t
 split (the test split is left for reported figures).
 
 The margin was measured (see ``MARGIN``); breaking the loss, the augmentation or the optimiser
-on purpose brings the trained encoder down to the random one's level, and this test fails.
+on purpose leaves the trained encoder short of that margin, and this test fails.
 """
 
 from __future__ import annotations
