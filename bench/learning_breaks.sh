@@ -4,7 +4,7 @@
 #   bash bench/learning_breaks.sh     (about a minute; every "== ..." block should FAIL)
 set -u
 cd "$(dirname "$0")/.."
-PY=$(realpath "${PYTHON:-.venv/bin/python}")
+PY=${PYTHON:-$PWD/.venv/bin/python}
 for BREAK in loss augmentation optimiser; do
   D=$(mktemp -d); git archive HEAD | tar -x -C "$D"
   case $BREAK in  # the gradient's sign; positives from other images; the step never applied
