@@ -186,7 +186,7 @@ def test_errors_are_one_line_and_exit_2(tmp_path, pretrained, capsys, monkeypatc
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
 
-    monkeypatch.setattr("simclr.tasks.embed.PARQUET", Extra("no_such_pyarrow", "parquet"))
+    monkeypatch.setattr("simclr.extras.PARQUET", Extra("no_such_pyarrow", "parquet"))
     assert main([str(checkpoint), *digits, "--out", "x.parquet"]) == 2
     assert "pip install 'simclr[parquet]'" in capsys.readouterr().err
     assert not (tmp_path / "x.parquet").exists()

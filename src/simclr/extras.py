@@ -46,6 +46,8 @@ WANDB = Extra("wandb", "wandb")
 MLFLOW = Extra("mlflow", "mlflow")
 UMAP = Extra("umap", "umap")
 LITDATA = Extra("litdata", "streaming")
+# python -m simclr.embed --out X.parquet.
+PARQUET = Extra("pyarrow", "parquet")
 # python -m simclr.export --format onnx: the format, torch's exporter and the checking runtime.
 ONNX_EXPORT = tuple(Extra(module, "export") for module in ("onnx", "onnxscript", "onnxruntime"))
 

@@ -10,7 +10,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from simclr.data.augment.transforms import simclr_augmentation
-from simclr.data.dataloaders import DATALOADER_KEYS, DataLoaderSettings, world_size
+from simclr.data.dataloaders import world_size
 from simclr.data.datamodule import LabelledDataModule
 from simclr.data.label_subsets import LABEL_SUBSETS
 from simclr.data.labelled import LabelledData
@@ -34,10 +34,6 @@ def refuse_unlabelled(labelled: LabelledData) -> None:
         "(data.root/<class>/<image>) and set data.options.labels=folders, or fine-tune on a "
         "labelled data set; unlabelled images serve pre-training (train.py)"
     )
-
-
-# Keys of the data config that only pre-training reads (its views and the images it uses).
-PRETRAINING_KEYS = ("augment", "augment_on_device", "pipeline", "pretrain_split")
 
 
 class FineTuneDataModule(LabelledDataModule):
@@ -81,10 +77,7 @@ class FineTuneDataModule(LabelledDataModule):
                     "choose the labelled images: set label_fraction=1.0 with a label_subset"
                 )
         self.label_subset = label_subset
-        settings = DataLoaderSettings(**{k: v for k, v in data.items() if k in DATALOADER_KEYS})
-        unread = (*DATALOADER_KEYS, *PRETRAINING_KEYS, "batch_size")
-        labelled = {key: value for key, value in data.items() if key not in unread}
-        self.labelled = LabelledData(settings=settings, seed=seed, **labelled)
+        self.labelled = LabelledData.from_data_config(data, seed=seed)
         refuse_unlabelled(self.labelled)
         self.batch_size = BATCH_SIZE.check(data["batch_size"])
         self.select_on_val = select_on_val

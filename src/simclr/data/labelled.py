@@ -12,7 +12,12 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from simclr.data.augment.transforms import evaluation_transform
 from simclr.data.containers import LabelledSplits, Transformed
-from simclr.data.dataloaders import DataLoaderRole, DataLoaderSettings, make_dataloader
+from simclr.data.dataloaders import (
+    DATALOADER_KEYS,
+    DataLoaderRole,
+    DataLoaderSettings,
+    make_dataloader,
+)
 from simclr.data.image_files import undecodable_in
 from simclr.data.resumable import DataStream
 from simclr.data.sources import DATASETS, load_dataset
@@ -26,6 +31,9 @@ OFFICIAL_EVAL_CROP = 0.875
 
 # The splits pre-training may use (``data.pretrain_split``, joined by "+"); never ``test``.
 PRETRAIN_SPLITS = ("train", "val", "unlabeled")
+# Keys of the data config that the training jobs read, not the labelled data: pre-training's
+# views and the images it uses, and the training batch.
+TRAINING_KEYS = ("augment", "augment_on_device", "pipeline", "pretrain_split", "batch_size")
 
 # Undecodable files named in the warning at the end of a run; the rest are counted.
 SHOWN_SKIPPED = 20
@@ -77,6 +85,16 @@ class LabelledData:
         self.download = download
         self.stream = DataStream(seed)
         self.splits: LabelledSplits | None = None
+
+    @classmethod
+    def from_data_config(cls, data: dict, **given) -> LabelledData:
+        """From a composed data config as plain values: its DataLoader settings and every
+        other key but the training jobs' (:data:`TRAINING_KEYS`); ``given`` (``image_size``,
+        ``seed``) replaces or adds keys."""
+        settings = DataLoaderSettings(**{k: v for k, v in data.items() if k in DATALOADER_KEYS})
+        unread = (*DATALOADER_KEYS, *TRAINING_KEYS)
+        chosen = {key: value for key, value in data.items() if key not in unread}
+        return cls(settings=settings, **{**chosen, **given})
 
     def load_splits(self) -> LabelledSplits:
         if self.splits is None:

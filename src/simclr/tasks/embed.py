@@ -21,20 +21,18 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from simclr import extras
 from simclr.data.containers import Transformed
-from simclr.data.dataloaders import DATALOADER_KEYS, DataLoaderSettings, make_dataloader
-from simclr.data.finetuning import PRETRAINING_KEYS
+from simclr.data.dataloaders import make_dataloader
 from simclr.data.image_files import ImageFiles
 from simclr.data.labelled import LabelledData
 from simclr.errors import ConfigError, DataError
-from simclr.extras import Extra
 from simclr.models.heads import ProjectionHead
 from simclr.models.pretrained import PretrainedEncoder, load_strictly
 
 # The splits a data set may have, in the order ``all`` writes them.
 SPLITS = ("train", "val", "test", "unlabeled")
 SPLIT_CHOICES = (*SPLITS, "all")
-PARQUET = Extra("pyarrow", "parquet")
 FILE_FORMATS = (".parquet", ".npz")
 # Without a terminal: one plain progress line every this many batches.
 PROGRESS_EVERY = 20
@@ -68,7 +66,7 @@ def check_output(path: str | os.PathLike) -> Path:
             f"--out {path}: the extension chooses the format; use {' or '.join(FILE_FORMATS)}"
         )
     if path.suffix.lower() == ".parquet":
-        PARQUET.require(f"--out {path}")
+        extras.PARQUET.require(f"--out {path}")
     return path
 
 
@@ -109,10 +107,7 @@ def read_encoder(path: str | os.PathLike, head: bool) -> tuple[PretrainedEncoder
 def labelled_data(data: dict, image_size: int) -> LabelledData:
     """The data config's splits (``data``: a composed ``configs/data`` node, as plain values)
     at ``image_size``; the keys that only training reads are left out."""
-    settings = DataLoaderSettings(**{k: v for k, v in data.items() if k in DATALOADER_KEYS})
-    unread = (*DATALOADER_KEYS, *PRETRAINING_KEYS, "batch_size", "image_size")
-    chosen = {key: value for key, value in data.items() if key not in unread}
-    return LabelledData(settings=settings, image_size=image_size, **chosen)
+    return LabelledData.from_data_config(data, image_size=image_size)
 
 
 def chosen_splits(labelled: LabelledData, split: str) -> list[tuple[str, Dataset]]:
