@@ -9,7 +9,7 @@ from conftest import FAST_OVERRIDES, compose_config
 from simclr.config import validate_config
 from simclr.errors import ConfigError, DataError
 from simclr.models.finetune import FineTuneModule
-from simclr.models.head_layers import head_layers
+from simclr.models.heads import head_layers
 from simclr.models.pretrained import PretrainedEncoder
 from simclr.optim import LARS, build_optimizer
 from simclr.tasks.export import main as export_main

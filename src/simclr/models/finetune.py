@@ -8,7 +8,7 @@ The protocols (SimCLR, sections 4 and 6), each a fine-tuning mode (``mode``):
   learning rate 1e-4, gradient clipping at norm 10).
 
 The classifier may sit on a layer of the pre-trained projection head instead of h
-(``from_head_layer``, SimCLR v2; :mod:`simclr.models.head_layers`), start at zero
+(``from_head_layer``, SimCLR v2; :func:`simclr.models.heads.head_layers`), start at zero
 (``zero_init_classifier``, the official ``--zero_init_logits_layer``), and have its weight
 treated by the optimiser like any weight or as the official LARS treats it
 (``classifier_group``, see :data:`CLASSIFIER_GROUPS`).
@@ -25,7 +25,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from simclr.errors import ConfigError
 from simclr.models.backbones import build_backbone
-from simclr.models.head_layers import head_layers
+from simclr.models.heads import head_layers
 from simclr.optim import lightning_optimization, parameter_groups
 from simclr.registry import Registry
 from simclr.rules import state
