@@ -20,22 +20,6 @@ from simclr.errors import ConfigError
 from simclr.rules import BATCH_SIZE
 
 
-def refuse_unlabelled(labelled: LabelledData) -> None:
-    """Fine-tuning trains a classifier: a :class:`ConfigError` for data read without labels
-    (``data.options.labels=none``, refused without reading the folder, or ``auto`` finding no
-    class folders). Other data sets, and ``labels=folders``, have labels."""
-    labels = labelled.options.get("labels", "folders")
-    if labels == "folders" or (labels == "auto" and labelled.has_labels):
-        return
-    found = "" if labels == "none" else " (no class folders found)"
-    raise ConfigError(
-        f"fine-tuning needs labels, but data.options.labels={labels} reads "
-        f"data.root={labelled.root} without them{found}: give the images one sub-folder per class "
-        "(data.root/<class>/<image>) and set data.options.labels=folders, or fine-tune on a "
-        "labelled data set; unlabelled images serve pre-training (train.py)"
-    )
-
-
 class FineTuneDataModule(LabelledDataModule):
     """The labelled splits of a registered data set for fine-tuning.
 
@@ -77,14 +61,14 @@ class FineTuneDataModule(LabelledDataModule):
                     "choose the labelled images: set label_fraction=1.0 with a label_subset"
                 )
         self.label_subset = label_subset
-        self.labelled = LabelledData.from_data_config(data, seed=seed)
-        refuse_unlabelled(self.labelled)
         self.batch_size = BATCH_SIZE.check(data["batch_size"])
         self.select_on_val = select_on_val
         self.label_fraction = label_fraction
         self.label_seed = label_seed
         self.crop_scale, self.flip_prob = tuple(crop_scale), flip_prob
         self._train_indices: Tensor | None = None
+        self.labelled = LabelledData.from_data_config(data, seed=seed)
+        self.labelled.require_labels()
 
     def choose_training_images(self) -> Tensor:
         """Indices into the training split of the images trained on (sorted), chosen once;

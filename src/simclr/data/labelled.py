@@ -112,6 +112,21 @@ class LabelledData:
         """Whether the images have labels (an image folder read without them has none)."""
         return self.load_splits().has_labels
 
+    def require_labels(self) -> None:
+        """Fine-tuning trains a classifier: a :class:`ConfigError` for images read without
+        labels (``options.labels=none``, refused without reading the folder, or ``auto`` finding
+        no class folders). Other data sets, and ``labels=folders``, have labels."""
+        labels = self.options.get("labels", "folders")
+        if labels == "folders" or (labels == "auto" and self.has_labels):
+            return
+        found = "" if labels == "none" else " (no class folders found)"
+        raise ConfigError(
+            f"fine-tuning needs labels, but data.options.labels={labels} reads "
+            f"data.root={self.root} without them{found}: give the images one sub-folder per "
+            "class (data.root/<class>/<image>) and set data.options.labels=folders, or fine-tune "
+            "on a labelled data set; unlabelled images serve pre-training (train.py)"
+        )
+
     @property
     def class_names(self) -> list[str]:
         """The data set's names of the labels, or the label numbers where it has none."""
