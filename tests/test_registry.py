@@ -7,7 +7,7 @@ from conftest import CONFIG_DIR, compose_config
 from simclr.data import DATASETS
 from simclr.errors import ConfigError
 from simclr.models import BACKBONES, MODES, build_backbone
-from simclr.models.pretrained import same_architecture
+from simclr.models.backbones import same_architecture
 from simclr.optim import OPTIMIZERS
 from simclr.registry import Registry
 from simclr.rules import Rule

@@ -5,8 +5,7 @@ from conftest import compose_config
 from simclr.config import validate_config
 from simclr.errors import ConfigError
 from simclr.memory.activation_checkpointing import checkpoint_stages
-from simclr.models.backbones import BACKBONES, build_backbone
-from simclr.models.pretrained import same_architecture
+from simclr.models.backbones import BACKBONES, build_backbone, same_architecture
 from simclr.models.resnet_v2 import (
     ResNetDPool,
     SelectiveKernelConv,

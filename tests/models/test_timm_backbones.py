@@ -7,8 +7,7 @@ import torch
 from conftest import compose_config
 from simclr.config import validate_config
 from simclr.errors import ConfigError
-from simclr.models.backbones import build_backbone
-from simclr.models.pretrained import resolve_stem, same_architecture
+from simclr.models.backbones import build_backbone, resolve_stem, same_architecture
 
 
 @pytest.mark.parametrize(

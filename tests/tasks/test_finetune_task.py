@@ -184,14 +184,14 @@ def test_bad_label_fraction_stops_before_any_work(tmp_path, monkeypatch):
 
 
 def test_initialisation_options_do_not_make_another_architecture(tmp_path):
-    from simclr.models import PretrainedEncoder
+    from simclr.models.backbones import check_backbone
 
     # A checkpoint written before backbone.zero_init_residual existed, or with the other value:
     # its weights replace any initialisation, so the architecture is the same.
     saved = {"name": "slim_resnet18", "width": 0.25, "depthwise": False, "small_stem": True}
-    encoder = PretrainedEncoder(saved, 32, {}, tmp_path / "old.ckpt")
+    source = tmp_path / "old.ckpt"
     requested = {**saved, "small_stem": None, "zero_init_residual": False}
-    encoder.check_backbone(requested)
-    encoder.check_backbone(None)
+    check_backbone(requested, saved, 32, source)
+    check_backbone(None, saved, 32, source)
     with pytest.raises(ConfigError, match="holds a slim_resnet18"):
-        encoder.check_backbone({**requested, "width": 0.5})
+        check_backbone({**requested, "width": 0.5}, saved, 32, source)

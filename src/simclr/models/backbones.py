@@ -26,6 +26,12 @@ less get the small-image stem (3x3 stride-1 convolution, no max-pool) unless ``s
 says otherwise. ``zero_init_residual`` (the official code's default) starts the
 last BatchNorm scale of every residual branch at zero, so that each block starts as the
 identity (Goyal et al., 2017).
+
+A backbone description (a builder's keyword arguments but the image size, as configs and
+checkpoints store it) is read here too: :func:`resolve_stem` writes out what the image size
+decides, :func:`same_architecture` tells two descriptions of one architecture from two
+architectures, and :func:`check_backbone` refuses a requested backbone that stored weights do
+not fit.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from collections.abc import Callable
 import torchvision
 from torch import nn
 
+from simclr.errors import ConfigError
 from simclr.models.resnet_blocks import BasicBlock, Bottleneck, ScaledResNet
 from simclr.registry import Registry
 from simclr.rules import KnownOptions, Rule, fraction, state
@@ -98,6 +105,58 @@ def build_backbone(name: str, image_size: int, **options) -> tuple[nn.Module, in
     raises a :class:`~simclr.errors.ConfigError` that lists the registered ones.
     """
     return BACKBONES[name](image_size=image_size, **options)
+
+
+# Options that only choose how fresh weights are initialised (``pretrained``: timm's published
+# weights): loaded weights make them moot, so two backbone descriptions that differ only in them
+# describe the same architecture.
+INIT_ONLY_OPTIONS = ("zero_init_residual", "pretrained")
+
+
+def resolve_stem(backbone: dict, image_size: int) -> dict:
+    """``backbone`` with what the image size decides written out: ``small_stem`` true or false
+    for a backbone that chooses its stem (the stem a checkpoint's weights were made for), and
+    ``pretrained`` false, since weights about to be loaded replace timm's published ones."""
+    backbone = dict(backbone)
+    if has_stem_choice(backbone.get("name")):
+        backbone["small_stem"] = use_small_stem(image_size, backbone.get("small_stem"))
+    if "pretrained" in backbone:
+        backbone["pretrained"] = False
+    return backbone
+
+
+def same_architecture(first: dict, second: dict) -> bool:
+    """Whether two backbone descriptions build the same architecture: equal but for
+    :data:`INIT_ONLY_OPTIONS`, two names (or aliases) of one builder being one name."""
+
+    def architecture(backbone: dict) -> dict:
+        described = {k: v for k, v in backbone.items() if k not in INIT_ONLY_OPTIONS}
+        if described.get("name") in BACKBONES:
+            described["name"] = BACKBONES[described["name"]]
+        return described
+
+    return architecture(first) == architecture(second)
+
+
+def describe_backbone(backbone: dict) -> str:
+    """``resnet18_slim (width=0.25, depthwise=False, small_stem=True)``"""
+    options = ", ".join(f"{k}={v}" for k, v in backbone.items() if k != "name")
+    return f"{backbone.get('name')} ({options})"
+
+
+def check_backbone(requested: dict | None, stored: dict, image_size: int, source) -> None:
+    """A :class:`ConfigError` unless ``requested`` (a ``backbone=`` choice; None:
+    no choice) builds the architecture of ``stored``, the description of the weights in
+    ``source``, made for images of ``image_size`` px."""
+    if requested is None:
+        return
+    wanted = resolve_stem(requested, image_size)
+    if not same_architecture(wanted, stored):
+        raise ConfigError(
+            f"backbone is {describe_backbone(wanted)}, but {source} holds a "
+            f"{describe_backbone(stored)} encoder; drop the backbone override to use the "
+            "checkpoint's"
+        )
 
 
 def _resnet_builder(make: Callable[..., tuple[nn.Module, int]], default_width: float, doc: str):

@@ -8,7 +8,8 @@ entries of its ``state_dict``), or from an export (``encoder.pt``, its folder, o
 of a chosen backbone (:meth:`PretrainedEncoder.fresh`, fine-tuning's ``pretrained_ckpt=null``).
 It knows its architecture (the backbone description, with the stem written out, and the image
 size) and the projection head stored with it; it checks a requested backbone and image size
-against itself, and builds the encoder with its weights.
+against itself (:func:`~simclr.models.backbones.check_backbone`), and builds the encoder with
+its weights.
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from simclr.errors import ConfigError, DataError
-from simclr.models.backbones import BACKBONES, build_backbone, has_stem_choice, use_small_stem
+from simclr.models.backbones import (
+    build_backbone,
+    check_backbone,
+    describe_backbone,
+    resolve_stem,
+)
 from simclr.models.encoder_files import (
     HEAD_DESCRIPTION_FILE,
     HEAD_WEIGHTS_FILE,
@@ -30,42 +36,6 @@ from simclr.models.encoder_files import (
 )
 
 log = logging.getLogger(__name__)
-
-# Options that only choose how fresh weights are initialised (``pretrained``: timm's published
-# weights): loaded weights make them moot, so two backbone descriptions that differ only in them
-# describe the same architecture.
-INIT_ONLY_OPTIONS = ("zero_init_residual", "pretrained")
-
-
-def resolve_stem(backbone: dict, image_size: int) -> dict:
-    """``backbone`` with what the image size decides written out: ``small_stem`` true or false
-    for a backbone that chooses its stem (the stem a checkpoint's weights were made for), and
-    ``pretrained`` false, since weights about to be loaded replace timm's published ones."""
-    backbone = dict(backbone)
-    if has_stem_choice(backbone.get("name")):
-        backbone["small_stem"] = use_small_stem(image_size, backbone.get("small_stem"))
-    if "pretrained" in backbone:
-        backbone["pretrained"] = False
-    return backbone
-
-
-def same_architecture(first: dict, second: dict) -> bool:
-    """Whether two backbone descriptions build the same architecture: equal but for
-    :data:`INIT_ONLY_OPTIONS`, two names (or aliases) of one builder being one name."""
-
-    def architecture(backbone: dict) -> dict:
-        described = {k: v for k, v in backbone.items() if k not in INIT_ONLY_OPTIONS}
-        if described.get("name") in BACKBONES:
-            described["name"] = BACKBONES[described["name"]]
-        return described
-
-    return architecture(first) == architecture(second)
-
-
-def describe_backbone(backbone: dict) -> str:
-    """``resnet18_slim (width=0.25, depthwise=False, small_stem=True)``"""
-    options = ", ".join(f"{k}={v}" for k, v in backbone.items() if k != "name")
-    return f"{backbone.get('name')} ({options})"
 
 
 def load_strictly(module: nn.Module, state_dict: dict, mismatch: str) -> None:
@@ -83,10 +53,11 @@ class PretrainedEncoder:
     """An encoder's architecture and, unless fresh, its weights.
 
     ``backbone`` holds :func:`~simclr.models.backbones.build_backbone`'s keyword arguments except
-    ``image_size``; for weights read from a file, as :func:`resolve_stem` writes them out
-    (``small_stem`` a plain bool: the stem the weights were made for; timm's ``pretrained``
-    false). ``weights`` is None for a fresh encoder, which has no ``source`` either; ``head`` is
-    the projection head stored with the weights (None: none, or not kept).
+    ``image_size``; for weights read from a file, as
+    :func:`~simclr.models.backbones.resolve_stem` writes them out (``small_stem`` a plain bool:
+    the stem the weights were made for; timm's ``pretrained`` false). ``weights`` is None for a
+    fresh encoder, which has no ``source`` either; ``head`` is the projection head stored with
+    the weights (None: none, or not kept).
     """
 
     backbone: dict
@@ -133,7 +104,7 @@ class PretrainedEncoder:
                 )
             return cls.fresh(backbone, image_size or data_image_size)
         encoder = cls.read(pretrained_ckpt)
-        encoder.check_backbone(backbone)
+        check_backbone(backbone, encoder.backbone, encoder.image_size, encoder.source)
         encoder = encoder.at_image_size(image_size)
         return encoder.require_head() if from_head_layer else replace(encoder, head=None)
 
@@ -150,18 +121,6 @@ class PretrainedEncoder:
 
     def describe(self) -> str:
         return describe_backbone(self.backbone)
-
-    def check_backbone(self, requested: dict | None) -> None:
-        """A :class:`ConfigError` unless ``requested`` (a ``backbone=`` choice; None: no choice)
-        builds this encoder's architecture."""
-        if requested is None:
-            return
-        wanted = resolve_stem(requested, self.image_size)
-        if not same_architecture(wanted, self.backbone):
-            raise ConfigError(
-                f"backbone is {describe_backbone(wanted)}, but {self.source} holds a "
-                f"{self.describe()} encoder; drop the backbone override to use the checkpoint's"
-            )
 
     def at_image_size(self, requested: int | None) -> PretrainedEncoder:
         """This encoder for images of ``requested`` px (None: its own size); a size other than
