@@ -8,11 +8,18 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
+
+# make test runs the suite on pytest-xdist workers, one per core: each worker, and every
+# process a test starts, computes on one thread, so that the workers do not fight for cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 # Small, fast settings shared by the tests that run training.
 FAST_OVERRIDES = [
@@ -70,12 +77,21 @@ def run_script(script: str, args: list[str], cwd: Path, timeout: float = 300):
     return finish(start_python([str(ROOT / script), *args], cwd), timeout)
 
 
+def assert_counted_over(accuracy: float, images: int) -> None:
+    """``accuracy`` is the share right of exactly ``images`` images, a whole number of them; an
+    accuracy averaged over batches of unequal size, or counted over part of the split, is
+    generally not."""
+    right = accuracy * images
+    assert 0 <= accuracy <= 1 and abs(right - round(right)) < 1e-3, (accuracy, images)
+
+
 @pytest.fixture
 def fast_config(tmp_path):
     """Compose a small pre-training config into ``tmp_path`` with extra overrides."""
 
     def make(*overrides: str) -> DictConfig:
-        return compose_config([*FAST_OVERRIDES, *overrides], tmp_path)
+        # The training-health monitor (tested on its own) costs most of a second an epoch.
+        return compose_config([*FAST_OVERRIDES, "callbacks.health=null", *overrides], tmp_path)
 
     return make
 

@@ -19,6 +19,10 @@ from simclr.data.sources import load_dataset
 from simclr.extras import Extra
 from simclr.models.exports import export
 
+# One make test worker takes this whole file: its module fixture
+# (the pre-trained checkpoint) is built once.
+pytestmark = pytest.mark.xdist_group("test_embed")
+
 IMAGE_SIZE = 16
 BACKBONE = {"name": "slim_resnet18", "width": 0.125, "depthwise": False, "small_stem": None}
 DIGITS = {"data": "digits", "overrides": ["data.num_workers=0"]}

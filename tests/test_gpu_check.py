@@ -10,6 +10,10 @@ import pytest
 
 from conftest import ROOT, finish, start_python
 
+# One make test worker takes this whole file: its module fixture
+# (the dry passes) is built once.
+pytestmark = pytest.mark.xdist_group("test_gpu_check")
+
 CHECK = str(ROOT / "bench" / "gpu_check.py")
 # Every check the GPU run makes, in its order; one missing from the report fails the test.
 CHECKS = [

@@ -26,6 +26,10 @@ from torch.utils.data import DataLoader, Dataset
 from simclr.losses.ntxent import NTXentLoss, distributed_world, gather_across_ranks
 from simclr.models import SimCLRModule
 
+# One make test worker takes this whole file: its module fixture
+# (the one-process reference) is built once.
+pytestmark = pytest.mark.xdist_group("test_distributed")
+
 NUM_IMAGES, IMAGE_SIZE, WORLD_SIZE = 8, 8, 2
 
 

@@ -16,6 +16,10 @@ from simclr.tasks.export import main as export_main
 from simclr.tasks.finetune import run
 from simclr.tasks.pretrain import run as pretrain
 
+# One make test worker takes this whole file: its module fixture
+# (the pre-trained checkpoint) is built once.
+pytestmark = pytest.mark.xdist_group("test_finetune_from_head")
+
 FINETUNE_FAST = [
     "data=fake",
     "trainer=cpu",

@@ -24,6 +24,10 @@ import yaml
 
 from conftest import CONFIG_DIR, ROOT, compose_config
 
+# One make test worker takes this whole file: its module fixture
+# (the smoke chains) is built once.
+pytestmark = pytest.mark.xdist_group("test_reproduce")
+
 # Shared by every SimCLR recipe here: LARS with momentum 0.9, 10 warm-up epochs then cosine
 # decay to zero, a head projecting to 128 dimensions, the official loss (loss_a + loss_b).
 COMMON_PRETRAIN = dict(

@@ -15,6 +15,10 @@ from conftest import compose_config, run_script
 from simclr.tasks.finetune import run as finetune
 from simclr.tasks.pretrain import run as pretrain
 
+# One make test worker takes this whole file: its module fixture
+# (the timm checkpoints) is built once.
+pytestmark = pytest.mark.xdist_group("test_timm_tasks")
+
 TINY = [
     "data=fake",
     "data.image_size=32",

@@ -29,6 +29,10 @@ from simclr.tasks.finetune import run as finetune
 from simclr.tasks.pretrain import build_datamodule
 from simclr.tasks.pretrain import run as pretrain
 
+# One make test worker takes this whole file: its module fixture
+# (the shards) is built once.
+pytestmark = pytest.mark.xdist_group("test_streaming_training")
+
 pytest.importorskip("litdata")
 
 # 24 images (one per class, so labels name images) in batches of 4: 6 steps an epoch.
