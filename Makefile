@@ -51,8 +51,8 @@ $(BENCH_STAMP): $(STAMP)
 
 # Scores the test split, once, for the recipe chosen; screens score the validation split
 # (bench/quality.py's default). Fails when ours falls behind the peer or the raw pixels.
-# QUALITY_RUNS=ours,peer,ours_view_passes adds ours with one encoder pass per view (about 45
-# minutes on 2 cores instead of 30).
+# QUALITY_RUNS=ours,peer,ours_view_passes adds ours with one encoder pass per view (67 minutes
+# on an idle 2-core machine; the default's six pre-trainings, about 40).
 QUALITY_RUNS ?= ours,peer
 quality: $(BENCH_STAMP) ## Encoder quality against a lightly-built peer at equal budget, 3 seeds; fails when behind
 	$(BIN)/python bench/quality.py --seeds 3 --split test --check --runs $(QUALITY_RUNS)
