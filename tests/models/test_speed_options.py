@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from conftest import FAST_OVERRIDES, compose_config
+from simclr.models import PretrainedEncoder
 from simclr.tasks.common import start_run
 from simclr.tasks.pretrain import build_datamodule, build_model, run
 
@@ -44,16 +45,8 @@ def test_bf16_mixed_precision_trains_as_fp32_does(tmp_path):
     for precision in ("32-true", "bf16-mixed"):
         cfg = compose_config([*overrides, f"trainer.precision={precision}"], tmp_path / precision)
         losses[precision] = run(cfg)["train/loss_epoch"]
-        state = torch.load(tmp_path / precision / "checkpoints" / "last.ckpt", weights_only=False)
-        encoder = build_model(cfg).encoder
-        encoder.load_state_dict(
-            {
-                k.removeprefix("encoder."): v
-                for k, v in state["state_dict"].items()
-                if k.startswith("encoder.")
-            }
-        )
-        trained[precision] = encoder_weights(encoder)
+        checkpoint = tmp_path / precision / "checkpoints" / "last.ckpt"
+        trained[precision] = encoder_weights(PretrainedEncoder.read(checkpoint).build()[0])
     full, mixed = trained["32-true"] - initial, trained["bf16-mixed"] - initial
     assert full.norm() > 0 and not torch.equal(full, mixed)  # bf16 really ran, and trained
     # The same direction and length of training (measured: cosine 0.956, length 1.010); an
