@@ -13,6 +13,11 @@ slice: without that sum, a rank's projections only learn from its own anchors an
 is wrong (the most reported bug of public SimCLR code). With the mean over the W ranks that DDP
 applies to the parameter gradients, loss and gradients are those of one process holding the
 whole global batch.
+
+Extra negatives (SimCLR v2's memory buffer, :mod:`simclr.losses.negative_queue`): ``K`` more
+candidates that are no anchor's positive, the same on every rank, appended after the
+projections; each anchor's softmax runs over its VN - 1 (W VN - 1 under DDP) in-batch
+candidates and the K queued keys.
 """
 
 from __future__ import annotations
@@ -145,13 +150,18 @@ class NTXentLoss(nn.Module):
         super().__init__()
         self.temperature = float(TEMPERATURE.check(temperature))
 
-    def forward(self, z: Tensor) -> ContrastiveOutput:
+    def forward(self, z: Tensor, negatives: Tensor | None = None) -> ContrastiveOutput:
+        """``negatives``: ``(K, D)`` extra candidates for every anchor, none of them a positive
+        (keys of a memory buffer; no gradient reaches them). They are L2-normalised here."""
         if z.dim() != 3:
             raise ValueError(f"expected projections of shape (V, N, D), got {tuple(z.shape)}")
         NUM_VIEWS.check(z.shape[0])  # the views of each image
         # Float32 at least, with autocast off: the logits feed a log-sum-exp.
+        dtype = torch.promote_types(z.dtype, torch.float32)
         with torch.autocast(z.device.type, enabled=False):
-            return self._contrast(z.to(torch.promote_types(z.dtype, torch.float32)))
+            if negatives is not None:
+                negatives = F.normalize(negatives.detach().to(dtype), dim=-1)
+            return self._contrast(z.to(dtype), negatives)
 
     def gather(self, flat: Tensor) -> Tensor:
         """The candidates: every rank's ``(V N, D)`` projections, ``(W V N, D)`` in rank order."""
@@ -162,13 +172,15 @@ class NTXentLoss(nn.Module):
         shifts = torch.arange(1, num_views, device=rows.device) * num_images
         return (rows[:, None] + shifts) % (num_views * num_images)
 
-    def _contrast(self, z: Tensor) -> ContrastiveOutput:
+    def _contrast(self, z: Tensor, negatives: Tensor | None) -> ContrastiveOutput:
         num_views, num_images, _ = z.shape
         z = F.normalize(z, dim=-1)
         flat = z.reshape(num_views * num_images, -1)
-        candidates = self.gather(flat)
+        gathered = self.gather(flat)
         # This rank's anchors sit at rows offset ... offset + VN - 1 of the candidates.
-        offset = distributed_world()[0] * flat.shape[0] if candidates is not flat else 0
+        offset = distributed_world()[0] * flat.shape[0] if gathered is not flat else 0
+        # Queued keys go after every rank's projections: no index above moves.
+        candidates = gathered if negatives is None else torch.cat([gathered, negatives])
         rows = torch.arange(flat.shape[0], device=z.device)
         # Row i (view a, image n) has its positives at the same image in the other views.
         positive_index = self._positive_index(rows, num_views, num_images) + offset
