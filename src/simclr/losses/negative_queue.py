@@ -69,6 +69,10 @@ class NegativeQueue(nn.Module):
         does not change the loss)."""
         return self.keys[: int(self.filled)]
 
+    def gather(self, keys: Tensor) -> Tensor:
+        """Every rank's keys ``(V, N, D)`` as ``(V, W N, D)`` (:func:`gather_keys`)."""
+        return gather_keys(keys)
+
     @torch.no_grad()
     def enqueue(self, keys: Tensor) -> None:
         """Add this step's keys ``(V, N, D)`` of every rank (gathered here) to the queue.
@@ -76,7 +80,7 @@ class NegativeQueue(nn.Module):
         Written view by view, all ranks' images of view 0 first; if a step brings more than
         ``size`` keys, only its last ``size`` stay. Keys that are not all finite are dropped.
         """
-        flat = gather_keys(keys).reshape(-1, keys.shape[-1]).to(self.keys.dtype)[-self.size :]
+        flat = self.gather(keys).reshape(-1, keys.shape[-1]).to(self.keys.dtype)[-self.size :]
         count = flat.shape[0]
         rows = (self.pointer + torch.arange(count, device=flat.device)) % self.size
         finite = torch.isfinite(flat).all()

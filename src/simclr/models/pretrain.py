@@ -20,6 +20,7 @@ from simclr.memory import activation_checkpointing as recompute
 from simclr.memory.gradcache import gradient_cached_step
 from simclr.models.backbones import build_backbone
 from simclr.models.heads import ProjectionHead
+from simclr.models.memory_buffer import MemoryBuffer
 from simclr.optim import lightning_optimization
 from simclr.rules import ACTIVATION_CHECKPOINTING, MICRO_BATCH_SIZE, NUM_VIEWS
 
@@ -62,6 +63,10 @@ class SimCLRModule(L.LightningModule):
             so BatchNorm normalises them together; ``True``: one pass per view, each view
             normalised by its own batch statistics, as the examples of lightly and solo-learn
             do (one pass over a whole micro-batch with gradient caching: not combinable).
+        memory: SimCLR v2's memory buffer of negatives, keyword arguments of
+            :class:`~simclr.models.memory_buffer.MemoryBuffer` (``size``, ``momentum``,
+            ``source``); ``None`` or ``size`` 0: off. With gradient accumulation, each forward
+            pass (not each optimiser step) moves the momentum encoder and enqueues its keys.
     """
 
     def __init__(
@@ -82,6 +87,7 @@ class SimCLRModule(L.LightningModule):
         activation_checkpointing: bool | str = "auto",
         sum_over_views: bool = False,
         view_passes: bool = False,
+        memory: dict | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -106,9 +112,19 @@ class SimCLRModule(L.LightningModule):
                 self.encoder, required=activation_checkpointing is True
             )
             self._set_checkpointing(activation_checkpointing is True)
+        self.projection = ProjectionHead(self.feature_dim, **head)
+        self.memory = None
+        if memory and memory.get("size"):
+            # Built before compiling: the momentum encoder copies the plain encoder.
+            self.memory = MemoryBuffer(
+                self.encoder,
+                self.projection,
+                self.projection.output_dim,
+                memory_format=self.memory_format,
+                **memory,
+            )
         if compile_encoder:
             self.encoder.compile()  # in place: parameter names stay those of the encoder
-        self.projection = ProjectionHead(self.feature_dim, **head)
         self.criterion = NTXentLoss(temperature)
         # What the optimiser minimises: the logged mean loss times this.
         self.loss_weight = float(num_views) if sum_over_views else 1.0
@@ -160,16 +176,26 @@ class SimCLRModule(L.LightningModule):
         """Returns the loss, plus the first view's detached representations ``(N, F)`` and the
         labels ``(N,)`` for the monitors (SimCLR itself never sees the labels)."""
         views, labels = batch  # V tensors (N, 3, H, W)
+        if self.memory is not None:
+            self.memory.start_step(self.encoder, self.projection)
         if self.automatic_optimization:
             num_views, num_images = len(views), views[0].shape[0]
             if self.hparams.view_passes:  # one pass per view, each normalised alone
                 h, z = (torch.cat(parts) for parts in zip(*map(self._encode, views), strict=True))
             else:  # one pass over all VN views
                 h, z = self._encode(torch.cat(views))
-            loss, accuracy = self.criterion(z.view(num_views, num_images, -1))
+            loss, accuracy = self._contrast(z.view(num_views, num_images, -1))
             features = h[:num_images].detach()
         else:
             loss, accuracy, features = self._gradient_cached_step(views)
+        if self.memory is not None:  # after the loss: a step never meets its own keys
+            keys = self.memory.keys(
+                views,
+                self._projections,
+                self.hparams.view_passes,
+                self.hparams.micro_batch_size,
+            )
+            self.memory.enqueue(keys)
         # Under DDP each rank's loss covers its own anchors: log the mean over ranks.
         for name, value in (("train/loss", loss), ("train/contrastive_acc", accuracy)):
             self.log(name, value, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
@@ -204,8 +230,16 @@ class SimCLRModule(L.LightningModule):
         loss, accuracy, features = step
         return loss / self.loss_weight, accuracy, features
 
+    def _contrast(self, z: Tensor):
+        """NT-Xent over the projections ``(V, N, D)`` and the memory buffer's keys; keeps the
+        projections (detached) for a buffer filled from them."""
+        if self.memory is None:
+            return self.criterion(z)
+        self._projections = z.detach()
+        return self.criterion(z, self.memory.negatives())
+
     def _weighted_criterion(self, z: Tensor):
-        loss, accuracy = self.criterion(z)
+        loss, accuracy = self._contrast(z)
         return loss * self.loss_weight, accuracy
 
     def configure_optimizers(self):
