@@ -55,6 +55,8 @@ def weights(checkpoint: Path) -> dict:
 
 
 def max_abs_difference(a: Path, b: Path) -> float:
+    """Over every entry of both state_dicts: weights, BatchNorm statistics, and buffers such as
+    the memory buffer's queue, its write position and its momentum encoder."""
     first, second = weights(a), weights(b)
     assert first.keys() == second.keys()
     return max((first[k].double() - second[k].double()).abs().max().item() for k in first)
@@ -109,8 +111,10 @@ def interrupted_then_resumed(run, overrides, tmp_path, step, arm, config_name="p
         (3, []),
         pytest.param(4, ["data.augment_on_device=true"], marks=pytest.mark.slow),
         pytest.param(5, ["model.micro_batch_size=8"], marks=pytest.mark.slow),
+        # 32 keys a step into 40 rows: the queue wraps before and after the resume.
+        pytest.param(3, ["model.memory.size=40"], marks=pytest.mark.slow),
     ],
-    ids=["mid-epoch", "epoch-end-views-on-device", "gradient-caching"],
+    ids=["mid-epoch", "epoch-end-views-on-device", "gradient-caching", "memory-buffer"],
 )
 def test_pretraining_resumed_after_sigterm_equals_uninterrupted(
     tmp_path, sigterm_at_step, step, extra
