@@ -29,7 +29,8 @@ from conftest import CONFIG_DIR, ROOT, compose_config
 pytestmark = pytest.mark.xdist_group("test_reproduce")
 
 # Shared by every SimCLR recipe here: LARS with momentum 0.9, 10 warm-up epochs then cosine
-# decay to zero, a head projecting to 128 dimensions, the official loss (loss_a + loss_b).
+# decay to zero, a head projecting to 128 dimensions, the official loss (loss_a + loss_b), no
+# memory buffer (SimCLR v1 and the official code have none).
 COMMON_PRETRAIN = dict(
     optimizer="lars",
     momentum=0.9,
@@ -37,6 +38,7 @@ COMMON_PRETRAIN = dict(
     min_lr_ratio=0.0,
     head_output_dim=128,
     sum_over_views=True,
+    memory_size=0,
 )
 # The official README's CIFAR-10 command (google-research/simclr at 383d414).
 README_CIFAR = dict(
@@ -71,6 +73,30 @@ PAPER_IMAGENET_1000 = dict(
     head_layers=2,
     image_size=224,
     sync_batchnorm=True,
+    evaluation="linear_imagenet",
+)
+# SimCLR v2 (arXiv:2006.10029, section 3.1): batch 4096, global BN, 800 epochs, 5% warm-up to
+# 0.1 x sqrt(B), cosine decay, weight decay 1e-4, 3-layer head, a 64K memory buffer with
+# moving-average decay 0.999; temperature, head output, colour and blur: tf2/run.py defaults.
+PAPER_V2_IMAGENET = dict(
+    COMMON_PRETRAIN,
+    data="imagenet",
+    batch=4096,
+    epochs=800,
+    lr=0.1,
+    lr_scaling="sqrt",
+    weight_decay=1e-4,
+    warmup_epochs=40,
+    temperature=0.1,
+    color_strength=1.0,
+    blur_prob=0.5,
+    small_stem=False,
+    head_layers=3,
+    image_size=224,
+    sync_batchnorm=True,
+    memory_size=65536,
+    memory_momentum=0.999,
+    memory_source="momentum",
     evaluation="linear_imagenet",
 )
 
@@ -123,6 +149,13 @@ PRETRAIN = {
         sync_batchnorm=True,
         figure="64.5%",
         evaluation="linear_imagenet",
+    ),
+    # Figures: the official README's SimCLR v2 checkpoint table (r50_1x_sk0, r50_2x_sk0).
+    "imagenet_resnet50_simclrv2": dict(
+        PAPER_V2_IMAGENET, backbone="resnet50_w1", width=1, figure="71.7%"
+    ),
+    "imagenet_resnet50_w2_simclrv2": dict(
+        PAPER_V2_IMAGENET, backbone="resnet50_w2", width=2, figure="75.6%"
     ),
     "imagenet_resnet50_w1_1000ep": dict(
         PAPER_IMAGENET_1000, backbone="resnet50_w1", width=1, figure="69.3%"
@@ -304,6 +337,9 @@ def pretrain_values(cfg) -> dict:
         # null: the small stem for images of 32 px or less (backbones.use_small_stem).
         small_stem=cfg.data.image_size <= 32 if small_stem is None else small_stem,
         sync_batchnorm=cfg.trainer.get("sync_batchnorm", False),
+        memory_size=cfg.model.memory.size,
+        memory_momentum=cfg.model.memory.momentum,
+        memory_source=cfg.model.memory.source,
     )
 
 
@@ -460,6 +496,7 @@ def test_reproduce_smoke_runs_the_chain(preset, smoke_runs):
     assert pretrain["optimizer"]["lr"] == published["lr"]
     assert pretrain["optimizer"]["lr_scaling"] == published["lr_scaling"]
     assert pretrain["model"]["head"]["num_layers"] == published["head_layers"]
+    assert pretrain["model"]["memory"]["size"] == published.get("memory_size", 0)
     if published["backbone"] == "timm":  # the smoke keeps the timm path (a one-block ViT)
         assert pretrain["backbone"]["name"] == "timm"
     evaluation = yaml.safe_load((run / "evaluation" / ".hydra" / "config.yaml").read_text())
