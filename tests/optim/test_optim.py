@@ -132,3 +132,24 @@ def test_a_warm_up_longer_than_its_share_of_the_run_is_cut_to_it(caplog):
     assert first_rates(warmup_epochs=1) == first_rates(warmup_epochs=1, max_warmup_fraction=None)
     with pytest.raises(ConfigError, match=r"scheduler\.max_warmup_fraction=1\.5"):
         first_rates(max_warmup_fraction=1.5)
+
+
+def test_under_lars_the_mean_loss_is_the_summed_loss_with_twice_the_weight_decay():
+    """README "Loss scale": an adapted weight's LARS step follows only the direction of
+    g + wd w, so optimising the mean of two views' losses with weight decay wd takes the steps
+    of optimising their sum (the official loss_a + loss_b) with 2 wd, not with wd."""
+    inputs, targets = torch.randn(32, 5), torch.randn(32, 3)
+
+    def train(loss_scale: float, weight_decay: float) -> torch.Tensor:
+        torch.manual_seed(1)
+        layer = nn.Linear(5, 3, bias=False)  # adapted weights only
+        optimizer = LARS(layer.parameters(), lr=0.5, weight_decay=weight_decay)
+        for _ in range(10):
+            optimizer.zero_grad()
+            (loss_scale * ((layer(inputs) - targets) ** 2).mean()).backward()
+            optimizer.step()
+        return layer.weight.detach()
+
+    mean = train(1.0, weight_decay=0.1)
+    torch.testing.assert_close(mean, train(2.0, weight_decay=0.2), rtol=1e-5, atol=1e-7)
+    assert (mean - train(2.0, weight_decay=0.1)).abs().max() > 1e-4

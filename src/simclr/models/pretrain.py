@@ -55,10 +55,14 @@ class SimCLRModule(L.LightningModule):
             memory; see :mod:`simclr.memory.activation_checkpointing`). ``"auto"``: on when one
             pass's activations would not fit in the free memory, decided when training starts.
         sum_over_views: optimise the sum over the V views of each view's mean loss, V times
-            the paper's mean, as the official code does (``loss_a + loss_b``). LARS adapts the
-            weights' steps to their gradients' size, so this changes only the steps of the
-            biases and BatchNorm parameters, which it does not adapt (twice as large for V = 2).
-            The logged ``train/loss`` is the paper's mean either way.
+            the paper's mean, as the official code does (``loss_a + loss_b``). Under LARS an
+            adapted weight's step depends only on the direction of ``g + wd w`` (its size is
+            ``lr * trust * ||w||``), and V g + wd w points where g + (wd / V) w does: the mean
+            loss with weight decay wd takes the steps of the summed loss with V wd (twice the
+            weight decay for V = 2) on the adapted weights, and the biases and BatchNorm
+            parameters (neither adapted nor decayed) take steps V times smaller. Without weight
+            decay only the latter differ. The logged ``train/loss`` is the paper's mean either
+            way.
         view_passes: ``False`` (the official code): one encoder pass over all V x N views,
             so BatchNorm normalises them together; ``True``: one pass per view, each view
             normalised by its own batch statistics, as the examples of lightly and solo-learn
