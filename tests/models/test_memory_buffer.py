@@ -77,9 +77,19 @@ def test_momentum_encoder_moves_by_the_moving_average():
     torch.testing.assert_close(copy.encoder.weight, 0.75 * start + 0.25 * online.weight)
 
 
-@pytest.mark.parametrize("source", ["momentum", "online"])
-def test_every_step_queues_its_keys_and_the_next_step_contrasts_with_them(source):
-    module = make_module({"size": 40, "momentum": 0.99, "source": source})
+@pytest.mark.parametrize(
+    "source, options",
+    [
+        ("momentum", {}),
+        ("online", {}),
+        ("momentum", {"micro_batch_size": 3}),  # gradient caching: keys 3 images a pass
+        ("online", {"micro_batch_size": 3}),
+        ("momentum", {"view_passes": True}),
+    ],
+    ids=["momentum", "online", "momentum-gradcache", "online-gradcache", "momentum-view-passes"],
+)
+def test_every_step_queues_its_keys_and_the_next_step_contrasts_with_them(source, options):
+    module = make_module({"size": 40, "momentum": 0.99, "source": source}, **options)
     assert (module.memory.momentum_encoder is None) == (source == "online")
     seen = []
     original = module.criterion.forward
