@@ -9,7 +9,7 @@ TEST_ARGS ?=
 # pytest-xdist workers for make test and make test-all (one thread each): one per core.
 TEST_WORKERS ?= 2
 
-.PHONY: help install train test test-all lint format tb bench bench-data quality gpu-wheels gpu-check clean
+.PHONY: help install train test test-all lint format docs tb bench bench-data quality gpu-wheels gpu-check clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,6 +39,17 @@ lint: $(STAMP) ## Check style with ruff
 format: $(STAMP) ## Format and fix what ruff can
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+DOCS_STAMP := $(VENV)/.installed-docs
+
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs]'
+	touch $(DOCS_STAMP)
+
+# The pages made from configs/, the registries and the docstrings come from tools/docs_pages.py
+# (a hook of mkdocs.yml) at every build; --strict fails on a broken link or reference.
+docs: $(DOCS_STAMP) ## Build the documentation site into site/ (mkdocs build --strict)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench: $(STAMP) ## CPU benchmark: a pre-training step against the encoder's ceiling (< 10 min)
 	$(BIN)/python bench/cpu.py
@@ -92,5 +103,5 @@ gpu-check: ## On a GPU node, no network needed (make gpu-wheels first): CUDA aga
 tb: $(STAMP) ## TensorBoard on the logs folder
 	$(BIN)/tensorboard --logdir logs
 
-clean: ## Remove caches (keeps .venv, logs and data)
-	rm -rf .pytest_cache .ruff_cache src/*.egg-info
+clean: ## Remove caches and the built site (keeps .venv, logs and data)
+	rm -rf .pytest_cache .ruff_cache src/*.egg-info site
