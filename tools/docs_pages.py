@@ -250,7 +250,7 @@ def components_page() -> str:
         "",
         "Chosen by `data.pipeline` (`simclr.data.pipelines.PIPELINES`).",
         "",
-        "| `data.pipeline` | class | what it is |",
+        "| pipeline | class | what it is |",
         "| --- | --- | --- |",
     ]
     for name, cls in PIPELINES.items():
