@@ -12,6 +12,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from preloaded import PreloadedProcess, fresh_processes, supported
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
 
@@ -46,10 +48,13 @@ def compose_config(
         )
 
 
-def start_python(args: list[str], cwd: Path) -> subprocess.Popen:
-    """Start ``python <args>`` (a script of the project, or ``-m <module>``) in a subprocess,
-    as a user would, its output captured; :func:`finish` waits for it."""
+def start_python(args: list[str], cwd: Path) -> subprocess.Popen | PreloadedProcess:
+    """Start ``python <args>`` (a script of the project, or ``-m <module>``) in a process of
+    its own, as a user would, its output captured; :func:`finish` waits for it. The process is
+    forked from one that has imported torch and Lightning already (``preloaded.py``)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if supported(args) and not fresh_processes():
+        return PreloadedProcess(args, cwd, env)
     return subprocess.Popen(
         [sys.executable, *args],
         cwd=cwd,
@@ -60,7 +65,9 @@ def start_python(args: list[str], cwd: Path) -> subprocess.Popen:
     )
 
 
-def finish(process: subprocess.Popen, timeout: float = 300) -> subprocess.CompletedProcess:
+def finish(
+    process: subprocess.Popen | PreloadedProcess, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """Wait for a :func:`start_python` process; killed (and TimeoutExpired raised) after
     ``timeout`` seconds."""
     try:

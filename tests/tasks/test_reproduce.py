@@ -6,7 +6,8 @@
    preset's file must name the published figure.
 2. ``bench/reproduce.sh PRESET --smoke`` (pre-training, evaluation, results file) passes for
    every preset, on fake data shaped like the real set: two chains at a time, one thread each,
-   about 14 s of CPU per preset, all of them in the default suite.
+   about 3 s of CPU per preset (their processes forked from one that has imported torch and
+   Lightning), all of them in the default suite.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from conftest import CONFIG_DIR, ROOT, compose_config
+from preloaded import python_command
 
 # One make test worker takes this whole file: its module fixture
 # (the smoke chains) is built once.
@@ -396,7 +397,7 @@ def smoke(preset: str, folder: Path) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
-        "PYTHON": sys.executable,
+        "PYTHON": python_command(),
         "RESULTS_DIR": str(folder / "results"),
         "PYTHONUNBUFFERED": "1",
     }
@@ -410,8 +411,9 @@ def smoke(preset: str, folder: Path) -> subprocess.CompletedProcess:
     )
 
 
-# Each chain costs about 14 s of CPU, 11 of them importing torch and Lightning in its two
-# processes; all nine run in the default suite (issue 13: every preset's chain in CI).
+# Each chain's Python processes are forked from one that has imported torch and Lightning
+# (tests/preloaded.py), which would otherwise be 11 of the chain's 14 s of CPU; all nine run
+# in the default suite (issue 13: every preset's chain in CI).
 
 
 @pytest.fixture(scope="module")
