@@ -1,12 +1,14 @@
 """The labelled data set that pre-training (its monitors) and fine-tuning both read: its splits,
-loaded once, the deterministic evaluation transform, the DataLoaders of its labelled splits and
-of a training set, and the seed and position that make those training loaders resumable."""
+loaded once, the deterministic evaluation transform and fine-tuning's training augmentation, the
+DataLoaders of its labelled splits and of either job's training images, and the seed and
+position that make those training loaders resumable."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import lightning as L
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
@@ -24,6 +26,9 @@ from simclr.data.resumable import DataStream, SeededViews
 from simclr.data.sources import DATASETS, load_dataset
 from simclr.errors import ConfigError
 from simclr.models.backbones import SMALL_IMAGE_MAX_SIZE
+
+if TYPE_CHECKING:
+    from simclr.data.pipelines import ViewPipeline
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +199,7 @@ class LabelledData:
     def training_dataloader(
         self,
         images: Dataset,
-        views,
+        views: ViewPipeline | LabelledViews,
         batch_size: int,
         role: DataLoaderRole,
         trainer: L.Trainer | None,
