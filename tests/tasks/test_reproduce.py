@@ -54,6 +54,7 @@ README_CIFAR = dict(
     small_stem=True,
     head_layers=3,  # run.py's default num_proj_layers
     image_size=32,
+    brightness="multiplicative",  # the code at 383d414 (SimCLR v2's random_brightness)
 )
 # The paper's default setting (section 2.3) at 1000 epochs (section 6).
 PAPER_IMAGENET_1000 = dict(
@@ -71,6 +72,8 @@ PAPER_IMAGENET_1000 = dict(
     head_layers=2,
     image_size=224,
     sync_batchnorm=True,
+    # SimCLR v1's code (first release be133b3, data_util.py): tf.image.random_brightness.
+    brightness="additive",
     evaluation="linear_imagenet",
 )
 
@@ -100,6 +103,7 @@ PRETRAIN = {
         small_stem=True,
         head_layers=2,
         image_size=32,
+        brightness="additive",  # SimCLR v1's code, as the ImageNet 1000-epoch presets
         figure="94.0%",
         evaluation="linear_cifar10",
     ),
@@ -121,6 +125,7 @@ PRETRAIN = {
         head_layers=3,
         image_size=224,
         sync_batchnorm=True,
+        brightness="multiplicative",
         figure="64.5%",
         evaluation="linear_imagenet",
     ),
@@ -153,6 +158,7 @@ PRETRAIN = {
         head_output_dim=256,
         color_strength=1.0,
         blur_prob=0.5,
+        brightness="multiplicative",
         backbone="timm",
         timm_model="vit_small_patch16_224",
         model_args={"num_heads": 12},  # MoCo v3's vits.py: 12 heads (timm's ViT-S has 6)
@@ -296,6 +302,7 @@ def pretrain_values(cfg) -> dict:
         head_output_dim=cfg.model.head.output_dim,
         color_strength=cfg.data.augment.color_strength,
         blur_prob=cfg.data.augment.blur_prob,
+        brightness=cfg.data.augment.brightness,
         backbone=cfg.backbone.name,
         width=cfg.backbone.get("width"),
         timm_model=cfg.backbone.get("model"),
@@ -460,6 +467,7 @@ def test_reproduce_smoke_runs_the_chain(preset, smoke_runs):
     assert pretrain["optimizer"]["lr"] == published["lr"]
     assert pretrain["optimizer"]["lr_scaling"] == published["lr_scaling"]
     assert pretrain["model"]["head"]["num_layers"] == published["head_layers"]
+    assert pretrain["data"]["augment"]["brightness"] == published["brightness"]
     if published["backbone"] == "timm":  # the smoke keeps the timm path (a one-block ViT)
         assert pretrain["backbone"]["name"] == "timm"
     evaluation = yaml.safe_load((run / "evaluation" / ".hydra" / "config.yaml").read_text())
