@@ -92,6 +92,20 @@ def assert_counted_over(accuracy: float, images: int) -> None:
     assert 0 <= accuracy <= 1 and abs(right - round(right)) < 1e-3, (accuracy, images)
 
 
+def assert_accuracies_counted(metrics: dict[str, float]) -> None:
+    """A fine-tuning run's metrics: its test accuracies (and its best validation accuracy,
+    where it selects on val) are each counted over every image of their split
+    (``<split>/num_images``), see :func:`assert_counted_over`."""
+    accuracies = {
+        name: value
+        for name, value in metrics.items()
+        if name.split("/")[0] in ("test", "val") and name.split("/")[1].startswith("acc")
+    }
+    assert "test/acc" in accuracies and metrics["test/num_images"] > 0, metrics
+    for name, value in accuracies.items():
+        assert_counted_over(value, round(metrics[f"{name.split('/')[0]}/num_images"]))
+
+
 @pytest.fixture
 def fast_config(tmp_path):
     """Compose a small pre-training config into ``tmp_path`` with extra overrides."""
