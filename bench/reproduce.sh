@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce a published SimCLR figure: pre-train with a preset of configs/experiment/, evaluate
 # the encoder with the matching protocol of configs/evaluation/, and append both runs' figures
-# to results/<PRESET>.json (README "Reproducing the papers").
+# to results/<PRESET>.json (docs/reproducing.md).
 #
 #   bash bench/reproduce.sh PRESET [--smoke] [--evaluation NAME] [OVERRIDE ...]
 #

@@ -32,7 +32,7 @@ class SimCLRDataModule(LabelledDataModule):
     or from ``(seed, e, batch)`` (on the device), and the epoch's order from ``(seed, e)``, so
     a resumed run reads what an uninterrupted one would have (:mod:`simclr.data.resumable`).
     ``seed=None``: a random seed, kept by the checkpoint. ``pipeline`` and
-    ``augment_on_device`` choose where the views are drawn (README "Loading speed";
+    ``augment_on_device`` choose where the views are drawn (docs/datasets.md "Loading speed";
     :func:`~simclr.data.pipelines.view_pipeline_class`).
     """
 

@@ -24,7 +24,8 @@ def view_pipeline_class(
 ) -> type[ViewPipeline]:
     """The class of ``data.pipeline=pipeline`` on ``trainer``. ``augment_on_device`` matters to
     ``per_image`` alone (the others always finish their views on the device): ``None`` draws
-    the views on the device on an accelerator, in the workers on a CPU (README "Speed")."""
+    the views on the device on an accelerator, in the workers on a CPU (docs/scaling.md, "Speed
+    options")."""
     if pipeline != "per_image":
         return PIPELINES[pipeline]
     if augment_on_device is None:
