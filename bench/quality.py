@@ -147,7 +147,7 @@ class Evaluator:
         scored = getattr(splits, split)
         self.train_images, self.scored_images = splits.train.images, scored.images
         self.train_y, self.scored_y = splits.train.labels, scored.labels
-        self.mean, self.std = datamodule.mean, datamodule.std
+        self.mean, self.std = datamodule.labelled.mean, datamodule.labelled.std
 
     def score(self, features) -> dict[str, float]:
         """``features``: normalised images ``(N, 3, S, S)`` -> features ``(N, F)``."""

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Reproduce a published SimCLR figure: pre-train with a preset of configs/experiment/, evaluate
 # the encoder with the matching protocol of configs/evaluation/, and append both runs' figures
-# to results/<PRESET>.json (README "Reproducing the papers").
+# to results/<PRESET>.json (docs/reproducing.md).
 #
-#   bash bench/reproduce.sh PRESET [--smoke] [OVERRIDE ...]
+#   bash bench/reproduce.sh PRESET [--smoke] [--evaluation NAME] [OVERRIDE ...]
 #
 #   bash bench/reproduce.sh cifar10_resnet18                        # the real run (GPU)
 #   bash bench/reproduce.sh imagenet_resnet50 data.root=/datasets/imagenet trainer.devices=8
 #   bash bench/reproduce.sh cifar10_resnet18 --smoke                # the same chain, toy scale
+#   bash bench/reproduce.sh imagenet_resnet50_w1_1000ep --evaluation finetune_imagenet_1pct_v1
 #
+# --evaluation NAME: another protocol of configs/evaluation/ than the preset's own (below), e.g.
+# a semi-supervised one after the pre-training it pairs with (the preset file names it).
 # OVERRIDEs go to both train.py and finetune.py (e.g. data.root, trainer.devices). --smoke runs
 # the same two commands on data=fake shaped like the real set (its image size and number of
 # classes), with a tiny ResNet-18 (width 0.25; a one-block ViT-Tiny for the ViT preset),
@@ -19,7 +22,7 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: bash bench/reproduce.sh PRESET [--smoke] [OVERRIDE ...]" >&2
+    echo "usage: bash bench/reproduce.sh PRESET [--smoke] [--evaluation NAME] [OVERRIDE ...]" >&2
     echo "presets: ${!EVALUATION[*]}" >&2
     exit 2
 }
@@ -63,19 +66,29 @@ declare -A SMOKE_BACKBONE=(
 PRESET=$1
 shift
 [[ -n ${EVALUATION[$PRESET]:-} ]] || { echo "unknown preset: $PRESET" >&2; usage; }
-SMOKE=false
-if [[ ${1:-} == --smoke ]]; then
-    SMOKE=true
-    shift
-fi
-
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SMOKE=false
+EVAL=${EVALUATION[$PRESET]}
+while [[ ${1:-} == --smoke || ${1:-} == --evaluation ]]; do
+    if [[ $1 == --smoke ]]; then
+        SMOKE=true
+        shift
+    else
+        [[ $# -ge 2 ]] || usage
+        EVAL=$2
+        shift 2
+        [[ -f $ROOT/configs/evaluation/$EVAL.yaml ]] || {
+            echo "unknown evaluation: $EVAL (configs/evaluation/)" >&2
+            exit 2
+        }
+    fi
+done
+
 if [[ -z ${PYTHON:-} ]]; then
     if [[ -x $ROOT/.venv/bin/python ]]; then PYTHON=$ROOT/.venv/bin/python; else PYTHON=python3; fi
 fi
 RESULTS_DIR=${RESULTS_DIR:-results}
 RUN=logs/reproduce/$PRESET/$(date -u +%Y-%m-%d_%H-%M-%S)
-EVAL=${EVALUATION[$PRESET]}
 
 PRETRAIN_ARGS=()
 EVAL_ARGS=()
@@ -97,8 +110,8 @@ if $SMOKE; then
     )
     # fake's images have no ImageNet file names, so a published list of labelled images
     # (label_subset, the semi-supervised presets') would find none of them: smoke runs use
-    # none (every fake training image). The linear presets chained here have no list anyway;
-    # their select_on_val=false (no validation loop, the last epoch tested) runs as it is.
+    # none (every fake training image); the linear presets have no list anyway. Their
+    # select_on_val=false (no validation loop, the last epoch tested) runs as it is.
     EVAL_ARGS=(
         "${FAKE[@]}" label_subset=null
         trainer.limit_val_batches=1 +trainer.limit_test_batches=1

@@ -12,6 +12,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from preloaded import PreloadedProcess, fresh_processes, supported
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
 
@@ -46,10 +48,13 @@ def compose_config(
         )
 
 
-def start_python(args: list[str], cwd: Path) -> subprocess.Popen:
-    """Start ``python <args>`` (a script of the project, or ``-m <module>``) in a subprocess,
-    as a user would, its output captured; :func:`finish` waits for it."""
+def start_python(args: list[str], cwd: Path) -> subprocess.Popen | PreloadedProcess:
+    """Start ``python <args>`` (a script of the project, or ``-m <module>``) in a process of
+    its own, as a user would, its output captured; :func:`finish` waits for it. The process is
+    forked from one that has imported torch and Lightning already (``preloaded.py``)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if supported(args) and not fresh_processes():
+        return PreloadedProcess(args, cwd, env)
     return subprocess.Popen(
         [sys.executable, *args],
         cwd=cwd,
@@ -60,7 +65,9 @@ def start_python(args: list[str], cwd: Path) -> subprocess.Popen:
     )
 
 
-def finish(process: subprocess.Popen, timeout: float = 300) -> subprocess.CompletedProcess:
+def finish(
+    process: subprocess.Popen | PreloadedProcess, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """Wait for a :func:`start_python` process; killed (and TimeoutExpired raised) after
     ``timeout`` seconds."""
     try:
@@ -83,6 +90,20 @@ def assert_counted_over(accuracy: float, images: int) -> None:
     generally not."""
     right = accuracy * images
     assert 0 <= accuracy <= 1 and abs(right - round(right)) < 1e-3, (accuracy, images)
+
+
+def assert_accuracies_counted(metrics: dict[str, float]) -> None:
+    """A fine-tuning run's metrics: its test accuracies (and its best validation accuracy,
+    where it selects on val) are each counted over every image of their split
+    (``<split>/num_images``), see :func:`assert_counted_over`."""
+    accuracies = {
+        name: value
+        for name, value in metrics.items()
+        if name.split("/")[0] in ("test", "val") and name.split("/")[1].startswith("acc")
+    }
+    assert "test/acc" in accuracies and metrics["test/num_images"] > 0, metrics
+    for name, value in accuracies.items():
+        assert_counted_over(value, round(metrics[f"{name.split('/')[0]}/num_images"]))
 
 
 @pytest.fixture

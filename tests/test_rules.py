@@ -7,8 +7,9 @@ import torch
 from conftest import FAST_OVERRIDES, compose_config
 from simclr import rules
 from simclr.config import config_problems
-from simclr.data import DataLoaderSettings, SimCLRDataModule
+from simclr.data import DataLoaderSettings
 from simclr.data.augment import MultiViewTransform
+from simclr.data.dataloaders import per_device_batch_size
 from simclr.errors import ConfigError
 from simclr.losses import NTXentLoss
 from simclr.memory import micro_batches
@@ -67,11 +68,8 @@ def test_temperature_and_learning_rate(tmp_path):
 def test_batch_divisible_by_devices(tmp_path):
     message = rules.batch_division_problem(250, 4)
     assert message in problems(tmp_path, "data.batch_size=250", "trainer.devices=4")
-    dm = SimCLRDataModule(
-        "fake", ".", 16, 250, 2, [0.5] * 3, [0.25] * 3, augment={}, options={"num_train": 8}
-    )
-    dm.trainer = type("Trainer", (), {"world_size": 4})()
-    assert raised(dm.per_device_batch_size) == message
+    trainer = type("Trainer", (), {"world_size": 4})()
+    assert raised(lambda: per_device_batch_size(250, trainer)) == message
 
 
 def test_num_workers(tmp_path):

@@ -1,7 +1,7 @@
 """``python -m simclr.embed <checkpoint or export> [data overrides] --out FILE``: write the
 encoder's features h (``--head``: the projection head's z) of every image of a data set's
 split(s), with each image's path and label, to Parquet or NumPy (:mod:`simclr.tasks.embed`;
-README, "Embeddings out").
+docs/exporting.md, "Embeddings").
 
     python -m simclr.embed logs/pretrain/runs/<time>/checkpoints/last.ckpt data=digits \\
         --out digits.parquet

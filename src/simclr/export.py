@@ -1,5 +1,5 @@
 """``python -m simclr.export <checkpoint.ckpt> <out_dir> [--format ...]``: the user's command for
-:mod:`simclr.tasks.export`, kept at this short name (README, "Taking the encoder elsewhere")."""
+:mod:`simclr.tasks.export`, kept at this short name (docs/exporting.md, "Export")."""
 
 import sys
 

@@ -151,7 +151,7 @@ NUM_WORKERS = Rule(
     "data.num_workers", integer_at_least(0, or_none=True), "an integer >= 0, or null (automatic)"
 )
 EVAL_CROP_FRACTION = Rule("data.eval_crop_fraction", fraction, "in (0, 1]")
-# How the pre-training views of image files are made (README "Loading speed").
+# How the pre-training views of image files are made (docs/datasets.md "Loading speed").
 VIEW_PIPELINES = ("per_image", "crop_first", "device_decode")
 VIEW_PIPELINE = Rule(
     "data.pipeline", lambda v: v in VIEW_PIPELINES, "one of " + ", ".join(VIEW_PIPELINES)

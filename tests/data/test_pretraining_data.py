@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from simclr.data import DATASETS, SimCLRDataModule, balanced_subset
+from simclr.data.dataloaders import per_device_batch_size
 from simclr.data.sources import Source, load_digits
 
 AUGMENT = {"color_strength": 0.5, "blur_prob": 0.0}
@@ -64,12 +65,11 @@ def test_labelled_loader_is_deterministic():
 
 
 def test_global_batch_is_split_over_devices():
+    assert per_device_batch_size(16, SimpleNamespace(world_size=4)) == 4
     dm = datamodule(batch_size=16)
-    dm.trainer = SimpleNamespace(world_size=4)
-    assert dm.per_device_batch_size() == 4
     dm.trainer = SimpleNamespace(world_size=3)
     with pytest.raises(ValueError, match="does not divide by the 3 devices"):
-        dm.per_device_batch_size()
+        dm.train_dataloader()
 
 
 def test_batch_larger_than_the_data_set_is_a_clear_error():

@@ -1,6 +1,6 @@
 """Gradient caching gives the full-batch NT-Xent gradients with micro-batch forward passes.
 
-Exactness promised (README "Scaling", simclr.memory.gradcache): equal to one full-batch backward
+Exactness promised (docs/scaling.md, simclr.memory.gradcache): equal to one full-batch backward
 when an image's projection does not depend on the other images of its pass (BatchNorm frozen or
 absent, or one micro-batch); with training-mode BatchNorm and several micro-batches, equal to
 the backward of the full-batch loss whose projections were computed micro-batch by micro-batch.

@@ -14,10 +14,14 @@ from simclr.models.resnet_v2 import (
 
 SK = 0.0625  # the paper's sk_ratio
 
-# google-research/simclr README, "Pre-trained models for SimCLRv2" (HEAD 383d414): depth,
-# width, selective kernels, parameters in millions, as the table prints them (whole millions).
+# SimCLR v2 (Chen et al. 2020, arXiv:2006.10029), table 1, "Param (M)" (the same figures as
+# the google-research/simclr README's "Pre-trained models for SimCLRv2" table, HEAD 383d414):
+# depth, width, selective kernels, parameters in millions, as printed (whole millions). The
+# plain ResNet-50s are backbones.py's resnet50_w1/_w2; the others are built here.
 OFFICIAL_MILLIONS = [
+    (50, 1, False, 24),
     (50, 1, True, 35),
+    (50, 2, False, 94),
     (50, 2, True, 140),
     (101, 1, False, 43),
     (101, 1, True, 65),
@@ -35,16 +39,21 @@ def count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def registered_name(depth: int, width: int, sk: bool) -> str:
+    """The backbone registered for a row of the table."""
+    return f"resnet{depth}_sk_w{width}" if depth == 50 and sk else f"resnet{depth}_w{width}"
+
+
 @pytest.mark.parametrize("depth,width,sk,millions", OFFICIAL_MILLIONS)
-def test_parameter_counts_match_the_official_checkpoints(depth, width, sk, millions):
+def test_parameter_counts_match_the_papers_table(depth, width, sk, millions, tmp_path):
+    # Each row's backbone as its config file builds it (sk_ratio 0.0625 set where SK).
+    backbone = compose_config([f"backbone={registered_name(depth, width, sk)}"], tmp_path).backbone
+    options = {k: v for k, v in backbone.items() if k != "name"}
+    if depth > 50:  # ResNet-101/152: one config per width, selective kernels an option
+        options["sk_ratio"] = SK if sk else 0.0
+    assert options.get("sk_ratio", 0.0) == (SK if sk else 0.0)
     with torch.device("meta"):  # the 152 3x SK has 795M parameters: count, never allocate
-        if depth == 50:  # ResNet-50 with SK is not registered; the class is the same
-            encoder, feature_dim = build_resnet_v2(50, False, width, SK if sk else 0.0)
-        else:
-            name = f"resnet{depth}_w{width}"
-            encoder, feature_dim = build_backbone(
-                name, image_size=224, width=width, sk_ratio=SK if sk else 0.0
-            )
+        encoder, feature_dim = build_backbone(backbone.name, image_size=224, **options)
     assert feature_dim == 2048 * width
     ours = count(encoder) / 1e6
     # Within 1%, or within the table's rounding to whole millions (ResNet-101 1x: 42.50M,
@@ -114,6 +123,27 @@ def test_selective_kernel_mixes_the_two_streams_with_weights_summing_to_one():
         stream = torch.relu(layer.bn(layer.conv(x)))[:, :4]
         assert torch.allclose(layer(x), stream, atol=1e-6)
     assert layer.fuse.out_channels == 32  # max(4 x 0.0625, 32), the official minimum
+
+
+def test_resnet50_with_selective_kernels_is_registered_at_widths_1_and_2(tmp_path):
+    assert {"resnet50_sk_w1", "resnet50_sk_w2"} <= set(BACKBONES.names())
+    with torch.device("meta"):  # 140M parameters: look, never allocate
+        sk, dim = build_backbone("resnet50_sk_w2", image_size=224, width=2)
+    assert dim == 4096 and isinstance(sk.layer1[0].conv2, SelectiveKernelConv)
+    assert sk.layer1[0].conv2.fuse.out_channels == 32  # max(128 x 0.0625, 32)
+    assert [len(stage) for stage in checkpoint_stages(sk)] == [3, 4, 6, 3]
+    assert same_architecture(
+        {"name": "resnet50_sk_w1", "width": 2}, {"name": "resnet50_sk_w2", "width": 2}
+    )
+    assert not same_architecture({"name": "resnet50_sk_w1"}, {"name": "resnet50_w1"})
+    with pytest.raises(ConfigError, match=r"backbone.width=3: must be one of 1, 2 \(x1/x2\)"):
+        build_backbone("resnet50_sk_w1", image_size=224, width=3)
+    with pytest.raises(ConfigError, match=r"backbone.sk_ratio=0.0: must be a number in \(0, 1\)"):
+        build_backbone("resnet50_sk_w1", image_size=224, sk_ratio=0.0)
+    cfg = compose_config(["backbone=resnet50_sk_w2", "backbone.width=4"], tmp_path)
+    with pytest.raises(ConfigError, match=r"backbone.width=4: must be one of 1, 2 \(x1/x2\)"):
+        validate_config(cfg)
+    validate_config(compose_config(["backbone=resnet50_sk_w2"], tmp_path))
 
 
 def test_registered_names_widths_and_sk_ratio_are_checked():

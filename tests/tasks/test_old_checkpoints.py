@@ -12,7 +12,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import ROOT, finish, run_script, start_python
+from conftest import ROOT, assert_accuracies_counted, finish, run_script, start_python
 
 FIXTURE = ROOT / "tests" / "fixtures" / "pretrain_2fb1cad"
 # The settings the fixture was pre-trained with (see its README.md).
@@ -95,7 +95,7 @@ def test_an_old_checkpoint_and_its_export_fine_tune(old, tmp_path, source, mode,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((run / "metrics.json").read_text())
-    assert 0 <= metrics["test/acc"] <= 1
+    assert_accuracies_counted(metrics)
     assert metrics["train/num_images"] == 16
 
 

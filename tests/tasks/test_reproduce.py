@@ -6,7 +6,8 @@
    preset's file must name the published figure.
 2. ``bench/reproduce.sh PRESET --smoke`` (pre-training, evaluation, results file) passes for
    every preset, on fake data shaped like the real set: two chains at a time, one thread each,
-   about 14 s of CPU per preset, all of them in the default suite.
+   about 3 s of CPU per preset (their processes forked from one that has imported torch and
+   Lightning), all of them in the default suite.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import json
 import math
 import os
 import subprocess
-import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import CONFIG_DIR, ROOT, compose_config
+from conftest import CONFIG_DIR, ROOT, assert_accuracies_counted, compose_config
+from preloaded import python_command
 
 # One make test worker takes this whole file: its module fixture
 # (the smoke chains) is built once.
@@ -56,6 +57,7 @@ README_CIFAR = dict(
     small_stem=True,
     head_layers=3,  # run.py's default num_proj_layers
     image_size=32,
+    brightness="multiplicative",  # the code at 383d414 (SimCLR v2's random_brightness)
 )
 # The paper's default setting (section 2.3) at 1000 epochs (section 6).
 PAPER_IMAGENET_1000 = dict(
@@ -73,6 +75,8 @@ PAPER_IMAGENET_1000 = dict(
     head_layers=2,
     image_size=224,
     sync_batchnorm=True,
+    # SimCLR v1's code (first release be133b3, data_util.py): tf.image.random_brightness.
+    brightness="additive",
     evaluation="linear_imagenet",
 )
 # SimCLR v2 (arXiv:2006.10029, section 3.1): batch 4096, global BN, 800 epochs, 5% warm-up to
@@ -97,6 +101,7 @@ PAPER_V2_IMAGENET = dict(
     memory_size=65536,
     memory_momentum=0.999,
     memory_source="momentum",
+    brightness="multiplicative",  # the code at 383d414 (SimCLR v2's random_brightness)
     evaluation="linear_imagenet",
 )
 
@@ -126,6 +131,7 @@ PRETRAIN = {
         small_stem=True,
         head_layers=2,
         image_size=32,
+        brightness="additive",  # SimCLR v1's code, as the ImageNet 1000-epoch presets
         figure="94.0%",
         evaluation="linear_cifar10",
     ),
@@ -147,6 +153,7 @@ PRETRAIN = {
         head_layers=3,
         image_size=224,
         sync_batchnorm=True,
+        brightness="multiplicative",
         figure="64.5%",
         evaluation="linear_imagenet",
     ),
@@ -186,6 +193,7 @@ PRETRAIN = {
         head_output_dim=256,
         color_strength=1.0,
         blur_prob=0.5,
+        brightness="multiplicative",
         backbone="timm",
         timm_model="vit_small_patch16_224",
         model_args={"num_heads": 12},  # MoCo v3's vits.py: 12 heads (timm's ViT-S has 6)
@@ -268,6 +276,42 @@ README_1PCT = dict(
     pairs_with="imagenet_resnet50",
 )
 
+# SimCLR v1's semi-supervised fine-tuning (the paper's appendix B.5): Nesterov momentum 0.9 at
+# 0.05 x B/256, batch 4096, no warm-up, no weight decay, crops and flips only, 60 epochs for 1%;
+# from h (v1 keeps no head layer). Cosine decay, global BatchNorm and the classifier's default
+# initialisation are the first code release's defaults (be133b3); the official list, every
+# listed image and the last epoch tested, as the other official protocols here.
+V1_1PCT = dict(
+    mode="full",
+    optimizer="sgd",
+    momentum=0.9,
+    nesterov=True,
+    lr=0.05,
+    lr_scaling="linear",
+    weight_decay=0.0,
+    batch=4096,
+    epochs=60,
+    warmup_epochs=0,
+    min_lr_ratio=0.0,
+    head_batch_norm=False,
+    gradient_clip_val=None,
+    sync_batchnorm=True,
+    label_fraction=1.0,
+    label_subset="imagenet_1pct",
+    from_head_layer=0,
+    zero_init_classifier=False,
+    classifier_group="weights",
+    select_on_val=False,
+    crop_scale=[0.08, 1.0],
+    flip_prob=0.5,
+    data="imagenet",
+    figure="48.3",
+    pairs_with="imagenet_resnet50_w1_1000ep",
+)
+# SimCLR v2's rate for its larger ResNets (width > 1 and/or SK): 0.002 x sqrt(B) (the v2
+# paper's section 4), the README's command otherwise; the figure is table 1's largest model's.
+LARGE_RATE = dict(lr=0.002, lr_scaling="sqrt")
+
 EVALUATION = {
     "linear_cifar10": dict(LINEAR_CIFAR, data="cifar10"),
     "linear_cifar100": dict(LINEAR_CIFAR, data="cifar100", figure=None),
@@ -286,6 +330,15 @@ EVALUATION = {
     "finetune_imagenet_10pct": dict(
         README_1PCT, label_subset="imagenet_10pct", epochs=30, figure="65.6"
     ),
+    "finetune_imagenet_1pct_v1": V1_1PCT,
+    # The paper's 30 epochs for 10% (appendix B.5).
+    "finetune_imagenet_10pct_v1": dict(
+        V1_1PCT, label_subset="imagenet_10pct", epochs=30, figure="65.6"
+    ),
+    "finetune_imagenet_1pct_large": dict(README_1PCT, **LARGE_RATE, figure="74.9"),
+    "finetune_imagenet_10pct_large": dict(
+        README_1PCT, **LARGE_RATE, label_subset="imagenet_10pct", epochs=30, figure="80.1"
+    ),
 }
 
 # Keys of a table row that are not config values.
@@ -294,6 +347,9 @@ NOT_CONFIG = ("figure", "evaluation", "pairs_with")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "stl10": 10, "imagenet": 1000}
 # Presets of configs/experiment/ that reproduce nothing published.
 NOT_REPRODUCTIONS = {"digits_quick"}
+# Evaluation presets that no pre-training preset chains by default (the semi-supervised ones):
+# each runs after the pre-training preset it pairs with (bench/reproduce.sh --evaluation).
+OTHER_EVALUATIONS = sorted(set(EVALUATION) - {row["evaluation"] for row in PRETRAIN.values()})
 
 
 def options(group: str) -> set[str]:
@@ -304,6 +360,7 @@ def test_every_preset_has_its_table_of_published_values():
     assert options("experiment") - NOT_REPRODUCTIONS == PRETRAIN.keys()
     assert options("evaluation") == EVALUATION.keys()
     assert {row["evaluation"] for row in PRETRAIN.values()} <= EVALUATION.keys()
+    assert all(EVALUATION[name].get("pairs_with") in PRETRAIN for name in OTHER_EVALUATIONS)
 
 
 def pretrain_values(cfg) -> dict:
@@ -329,6 +386,7 @@ def pretrain_values(cfg) -> dict:
         head_output_dim=cfg.model.head.output_dim,
         color_strength=cfg.data.augment.color_strength,
         blur_prob=cfg.data.augment.blur_prob,
+        brightness=cfg.data.augment.brightness,
         backbone=cfg.backbone.name,
         width=cfg.backbone.get("width"),
         timm_model=cfg.backbone.get("model"),
@@ -401,13 +459,15 @@ def test_evaluation_preset_carries_the_published_values(evaluation, tmp_path):
     figure = EVALUATION[evaluation]["figure"]
     text = (CONFIG_DIR / "evaluation" / f"{evaluation}.yaml").read_text()
     assert figure is None or figure in text
-    # Fine-tuning from head layer k starts from a pre-training preset whose head has the
-    # layers (SimCLR v2: layer 1 of a 3-layer head), on the same data; the file names it.
+    # A protocol run after another pre-training than the one chaining it by default pairs
+    # with a preset on the same data, which its file names; fine-tuning from head layer k
+    # needs that preset's head to have the layers (SimCLR v2: layer 1 of a 3-layer head).
+    pairs_with = EVALUATION[evaluation].get("pairs_with")
     if composed["from_head_layer"]:
-        pretrain = PRETRAIN[EVALUATION[evaluation]["pairs_with"]]
-        assert pretrain["head_layers"] == 3 > composed["from_head_layer"]
-        assert pretrain["data"] == composed["data"]
-        assert EVALUATION[evaluation]["pairs_with"] in text
+        assert pairs_with and PRETRAIN[pairs_with]["head_layers"] == 3 > composed["from_head_layer"]
+    if pairs_with:
+        assert PRETRAIN[pairs_with]["data"] == composed["data"]
+        assert pairs_with in text
 
 
 def test_reproduce_script_knows_every_preset_and_refuses_others(tmp_path):
@@ -422,22 +482,32 @@ def test_reproduce_script_knows_every_preset_and_refuses_others(tmp_path):
     assert "unknown preset: no_such_preset" in result.stderr
     listed = result.stderr.split("presets:")[1].split()
     assert set(listed) == PRETRAIN.keys()
+    other = subprocess.run(
+        ["bash", str(ROOT / "bench" / "reproduce.sh"), "imagenet_resnet50", "--evaluation", "x"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert other.returncode == 2 and "unknown evaluation: x" in other.stderr
 
 
 # --- bench/reproduce.sh PRESET --smoke, for every preset ---------------------------------
 
 
-def smoke(preset: str, folder: Path) -> subprocess.CompletedProcess:
+def smoke(preset: str, folder: Path, evaluation: str | None = None) -> subprocess.CompletedProcess:
+    """``bench/reproduce.sh preset --smoke`` in ``folder`` (with ``--evaluation`` where given)."""
     folder.mkdir(parents=True)
+    chosen = ["--evaluation", evaluation] if evaluation else []
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
-        "PYTHON": sys.executable,
+        "PYTHON": python_command(),
         "RESULTS_DIR": str(folder / "results"),
         "PYTHONUNBUFFERED": "1",
     }
     return subprocess.run(
-        ["bash", str(ROOT / "bench" / "reproduce.sh"), preset, "--smoke"],
+        ["bash", str(ROOT / "bench" / "reproduce.sh"), preset, "--smoke", *chosen],
         cwd=folder,
         env=env,
         capture_output=True,
@@ -446,8 +516,9 @@ def smoke(preset: str, folder: Path) -> subprocess.CompletedProcess:
     )
 
 
-# Each chain costs about 14 s of CPU, 11 of them importing torch and Lightning in its two
-# processes; all nine run in the default suite (issue 13: every preset's chain in CI).
+# Each chain's Python processes are forked from one that has imported torch and Lightning
+# (tests/preloaded.py), which would otherwise be 11 of the chain's 14 s of CPU; all nine run
+# in the default suite (issue 13: every preset's chain in CI).
 
 
 @pytest.fixture(scope="module")
@@ -484,7 +555,7 @@ def test_reproduce_smoke_runs_the_chain(preset, smoke_runs):
     assert entry["evaluation"] == PRETRAIN[preset]["evaluation"]
     for metrics in (entry["pretrain"], entry["evaluation_metrics"]):
         assert metrics and all(math.isfinite(v) for v in metrics.values()), metrics
-    assert 0 <= entry["evaluation_metrics"]["test/acc"] <= 1
+    assert_accuracies_counted(entry["evaluation_metrics"])
 
     # The preset's recipe reached the run; only the scale (data, width, steps) is the smoke's.
     run = folder / entry["run"]
@@ -497,6 +568,7 @@ def test_reproduce_smoke_runs_the_chain(preset, smoke_runs):
     assert pretrain["optimizer"]["lr_scaling"] == published["lr_scaling"]
     assert pretrain["model"]["head"]["num_layers"] == published["head_layers"]
     assert pretrain["model"]["memory"]["size"] == published.get("memory_size", 0)
+    assert pretrain["data"]["augment"]["brightness"] == published["brightness"]
     if published["backbone"] == "timm":  # the smoke keeps the timm path (a one-block ViT)
         assert pretrain["backbone"]["name"] == "timm"
     evaluation = yaml.safe_load((run / "evaluation" / ".hydra" / "config.yaml").read_text())
@@ -508,4 +580,46 @@ def test_reproduce_smoke_runs_the_chain(preset, smoke_runs):
         assert "val/acc_best" not in entry["evaluation_metrics"]
         assert "select_on_val=false: testing the weights of the last epoch" in output
     assert evaluation["data"]["options"]["num_classes"] == NUM_CLASSES[published["data"]]
+    assert f"loaded from {entry['run']}/pretrain/checkpoints/last.ckpt" in output
+
+
+@pytest.fixture(scope="module")
+def evaluation_smoke_runs(request, tmp_path_factory) -> dict[str, tuple[Path, Future]]:
+    """The smoke chain of every other evaluation preset this session tests, after the
+    pre-training preset it pairs with, two at a time."""
+    selected = sorted(
+        item.callspec.params["evaluation"]
+        for item in request.session.items
+        if getattr(item, "originalname", "") == "test_reproduce_smoke_runs_other_evaluations"
+    )
+    root = tmp_path_factory.mktemp("reproduce_evaluations")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        yield {
+            name: (
+                root / name,
+                pool.submit(smoke, EVALUATION[name]["pairs_with"], root / name, name),
+            )
+            for name in selected
+        }
+
+
+# About 14 s of CPU each, like the chains above; slow, as they add only the protocol's
+# fine-tuning to a chain the default suite runs.
+@pytest.mark.slow
+@pytest.mark.parametrize("evaluation", OTHER_EVALUATIONS)
+def test_reproduce_smoke_runs_other_evaluations(evaluation, evaluation_smoke_runs):
+    folder, running = evaluation_smoke_runs[evaluation]
+    result = running.result()
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    preset, protocol = EVALUATION[evaluation]["pairs_with"], EVALUATION[evaluation]
+    (entry,) = json.loads((folder / "results" / f"{preset}.json").read_text())
+    assert entry["evaluation"] == evaluation and entry["smoke"] is True
+    assert_accuracies_counted(entry["evaluation_metrics"])
+    run = folder / entry["run"]
+    composed = yaml.safe_load((run / "evaluation" / ".hydra" / "config.yaml").read_text())
+    assert composed["optimizer"]["name"] == protocol["optimizer"]
+    assert composed["optimizer"]["lr"] == protocol["lr"]
+    for key in ("mode", "zero_init_classifier", "select_on_val", "from_head_layer"):
+        assert composed[key] == protocol[key], key
     assert f"loaded from {entry['run']}/pretrain/checkpoints/last.ckpt" in output

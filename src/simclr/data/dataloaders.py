@@ -12,7 +12,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from simclr.rules import NUM_WORKERS
+from simclr.errors import ConfigError
+from simclr.rules import NUM_WORKERS, batch_division_problem
 
 
 def available_cpus() -> int:
@@ -25,6 +26,16 @@ def available_cpus() -> int:
 def world_size(trainer: L.Trainer | None) -> int:
     """Processes the global batch is shared among (1 without a trainer)."""
     return trainer.world_size if trainer is not None else 1
+
+
+def per_device_batch_size(batch_size: int, trainer: L.Trainer | None) -> int:
+    """Each process's share of the global batch ``batch_size``, which must divide evenly
+    (pre-training: the number of negatives does not change with the device count)."""
+    devices = world_size(trainer)
+    problem = batch_division_problem(batch_size, devices)
+    if problem:
+        raise ConfigError(problem)
+    return batch_size // devices
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader
 
-from simclr.data.augment.transforms import simclr_augmentation
 from simclr.data.dataloaders import world_size
 from simclr.data.datamodule import LabelledDataModule
 from simclr.data.label_subsets import LABEL_SUBSETS
 from simclr.data.labelled import LabelledData
-from simclr.data.resumable import SeededViews
 from simclr.data.splits import choose_training_images
 from simclr.errors import ConfigError
 from simclr.rules import BATCH_SIZE
@@ -93,37 +91,14 @@ class FineTuneDataModule(LabelledDataModule):
         # Chosen before any loader is made: the choice can change the val split.
         self.choose_training_images()
 
-    def train_augmentation(self):
-        """The paper's linear-evaluation augmentation: random resized crops and flips."""
-        labelled = self.labelled
-        return simclr_augmentation(
-            labelled.image_size,
-            labelled.mean,
-            labelled.std,
-            color_prob=0.0,
-            grayscale_prob=0.0,
-            crop_scale=self.crop_scale,
-            flip_prob=self.flip_prob,
-        )
-
-    def train_dataset(self) -> Dataset:
-        """The labelled images of :attr:`train_indices`, each with its seeded augmentation."""
-        indices = self.train_indices  # before reading the split, which a label subset changes
-        train = Subset(self.labelled.load_splits().train, indices.tolist())
-        return SeededViews(train, self.train_augmentation(), self.labelled.stream.seed)
-
     def train_dataloader(self) -> DataLoader:
-        indices = self.train_indices
+        indices = self.train_indices  # before reading the split, which a label subset changes
         batch_size = min(max(1, self.batch_size // world_size(self.trainer)), len(indices))
+        views = self.labelled.training_augmentation(self.crop_scale, self.flip_prob)
         train = self.labelled.load_splits().train
-        streams = getattr(train, "training_loader", None)
-        if streams is not None:  # shards (data=streaming): litdata's stateful loader
-            chosen = None if len(indices) == len(train) else indices.tolist()
-            return self.labelled.streaming_dataloader(
-                streams, self.train_augmentation(), batch_size, "train", self.trainer, chosen
-            )
-        dataset = self.train_dataset()
-        return self.labelled.training_dataloader(dataset, batch_size, "train", self.trainer)
+        return self.labelled.training_dataloader(
+            train, views, batch_size, "train", self.trainer, indices.tolist()
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self.labelled_dataloader("val")

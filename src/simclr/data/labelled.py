@@ -1,16 +1,19 @@
 """The labelled data set that pre-training (its monitors) and fine-tuning both read: its splits,
-loaded once, the deterministic evaluation transform, the DataLoaders of its labelled splits and
-of a training set, and the seed and position that make those training loaders resumable."""
+loaded once, the deterministic evaluation transform and fine-tuning's training augmentation, the
+DataLoaders of its labelled splits and of either job's training images, and the seed and
+position that make those training loaders resumable."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import lightning as L
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
-from simclr.data.augment.transforms import evaluation_transform
+from simclr.data.augment.transforms import evaluation_transform, simclr_augmentation
 from simclr.data.containers import LabelledSplits, Transformed
 from simclr.data.dataloaders import (
     DATALOADER_KEYS,
@@ -19,10 +22,13 @@ from simclr.data.dataloaders import (
     make_dataloader,
 )
 from simclr.data.image_files import undecodable_in
-from simclr.data.resumable import DataStream
+from simclr.data.resumable import DataStream, SeededViews
 from simclr.data.sources import DATASETS, load_dataset
 from simclr.errors import ConfigError
 from simclr.models.backbones import SMALL_IMAGE_MAX_SIZE
+
+if TYPE_CHECKING:
+    from simclr.data.pipelines import ViewPipeline
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,21 @@ def check_pretrain_split(pretrain_split: str) -> str:
             " or several joined by '+' (e.g. train+unlabeled)"
         )
     return pretrain_split
+
+
+@dataclass(frozen=True)
+class LabelledViews:
+    """Each labelled training image through the random ``transform`` (fine-tuning's
+    augmentation), drawn per image in the loader's workers from ``(seed, epoch, index)``:
+    what :meth:`LabelledData.training_dataloader` asks of a view pipeline."""
+
+    transform: Callable
+
+    def training_dataset(self, images: Dataset, seed: int, trainer: L.Trainer | None) -> Dataset:
+        return SeededViews(images, self.transform, seed)
+
+    def streaming_transform(self) -> Callable:
+        return self.transform
 
 
 class LabelledData:
@@ -161,35 +182,51 @@ class LabelledData:
         dataset = Transformed(getattr(self.load_splits(), split), self.eval_transform())
         return make_dataloader(dataset, self.eval_batch_size, "eval", self.settings, trainer)
 
-    def training_dataloader(
-        self, dataset: Dataset, batch_size: int, role: DataLoaderRole, trainer: L.Trainer | None
-    ) -> DataLoader:
-        """A training DataLoader over ``dataset`` (read with ``(epoch, index)`` keys,
-        :class:`~simclr.data.resumable.SeededViews`) in the resumable order of :attr:`stream`."""
-        sampler = self.stream.sampler(len(dataset), batch_size, trainer)
-        return make_dataloader(dataset, batch_size, role, self.settings, trainer, sampler)
+    def training_augmentation(self, crop_scale: Sequence[float], flip_prob: float) -> LabelledViews:
+        """The paper's linear-evaluation augmentation of the training images: random resized
+        crops of ``crop_scale`` and flips, no colour steps."""
+        transform = simclr_augmentation(
+            self.image_size,
+            self.mean,
+            self.std,
+            color_prob=0.0,
+            grayscale_prob=0.0,
+            crop_scale=tuple(crop_scale),
+            flip_prob=flip_prob,
+        )
+        return LabelledViews(transform)
 
-    def streaming_dataloader(
+    def training_dataloader(
         self,
-        streams: Callable,
-        transform: Callable,
+        images: Dataset,
+        views: ViewPipeline | LabelledViews,
         batch_size: int,
         role: DataLoaderRole,
         trainer: L.Trainer | None,
         indices: list[int] | None = None,
     ) -> DataLoader:
-        """litdata's stateful loader over shards (``streams``: a shard split's
-        ``training_loader``), each image through ``transform``; its position is kept by
-        :attr:`stream` (``indices``: only those images of the split)."""
-        loader = streams(
-            transform,
-            self.stream.seed,
-            batch_size,
-            self.settings.stream_options(role, trainer),
-            self.stream.trained_batches(trainer),
-            indices=indices,
-        )
-        return self.stream.attach(loader)
+        """A training DataLoader over ``images`` (only those at ``indices``, if given) as
+        ``views`` draws them: a view pipeline (:mod:`simclr.data.pipelines`) or
+        :class:`LabelledViews`. Shards (``data=streaming``, whose split has a
+        ``training_loader``) stream through litdata's stateful loader with
+        ``views.streaming_transform()``; other images are read with ``(epoch, index)`` keys
+        from ``views.training_dataset`` in the resumable order of :attr:`stream`."""
+        streams = getattr(images, "training_loader", None)
+        if streams is not None:  # shards (data=streaming): litdata's stateful loader
+            loader = streams(
+                views.streaming_transform(),
+                self.stream.seed,
+                batch_size,
+                self.settings.stream_options(role, trainer),
+                self.stream.trained_batches(trainer),
+                indices=None if indices is None or len(indices) == len(images) else indices,
+            )
+            return self.stream.attach(loader)
+        if indices is not None:
+            images = Subset(images, indices)
+        dataset = views.training_dataset(images, self.stream.seed, trainer)
+        sampler = self.stream.sampler(len(dataset), batch_size, trainer)
+        return make_dataloader(dataset, batch_size, role, self.settings, trainer, sampler)
 
     def skipped_images(self) -> list[str]:
         """Image files found undecodable (and skipped) so far, in any split."""

@@ -1,5 +1,5 @@
 """``python -m simclr.data.prepare SOURCE OUT``: an image folder or ImageNet into litdata
-shards that ``data=streaming`` reads (README "Streaming shards").
+shards that ``data=streaming`` reads (docs/scaling.md "Streaming shards").
 
 SOURCE is read by the loader of ``--source`` (``imagefolder``: the layouts ``data=imagefolder``
 reads; ``imagenet``: ``train/`` and ``val/`` of class folders), with the same splits: the

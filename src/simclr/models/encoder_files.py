@@ -53,11 +53,12 @@ class HeadWeights:
 
 
 def read_encoder_files(
-    path: str | Path,
+    path: str | Path, head_required: bool = False
 ) -> tuple[dict, int, dict[str, Tensor], Path, HeadWeights | None]:
     """The encoder in a Lightning checkpoint or an export (``encoder.pt``, its folder, or
-    ``encoder.json``) as stored, and the projection head stored with it (None: none):
-    ``(backbone, image_size, state_dict, file, head)``."""
+    ``encoder.json``) as stored, and the projection head stored with it (None: none; with
+    ``head_required``, :func:`missing_head`'s error): ``(backbone, image_size, state_dict,
+    file, head)``."""
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"pretrained_ckpt {path} does not exist")
@@ -67,8 +68,27 @@ def read_encoder_files(
             raise DataError(f"{path} does not exist: export with python -m simclr.export")
     description = path.parent / DESCRIPTION_FILE
     if path.name == WEIGHTS_FILE and description.exists():
-        return (*_read_export(path, description), path, _read_exported_head(path.parent))
-    return _read_checkpoint(path)
+        stored = (*_read_export(path, description), path, _read_exported_head(path.parent))
+    else:
+        stored = _read_checkpoint(path)
+    if head_required and stored[-1] is None:
+        raise missing_head(path)
+    return stored
+
+
+def missing_head(source: Path | None) -> DataError:
+    """The error for ``source``, a file read without the projection head that a caller needs:
+    it is kept in a pre-training checkpoint, or in an export written with ``--head``."""
+    if source is not None and source.name == WEIGHTS_FILE:
+        return DataError(
+            f"{source.parent} holds no projection head ({HEAD_WEIGHTS_FILE}, "
+            f"{HEAD_DESCRIPTION_FILE}); export it with python -m simclr.export <ckpt> "
+            f"{source.parent} --head, or give the pre-training checkpoint"
+        )
+    return DataError(
+        f"{source} holds no projection head (it is not a pre-training checkpoint); "
+        "from_head_layer > 0 needs the pre-training checkpoint, or an export made with --head"
+    )
 
 
 def write_files(

@@ -27,13 +27,7 @@ from simclr.models.backbones import (
     describe_backbone,
     resolve_stem,
 )
-from simclr.models.encoder_files import (
-    HEAD_DESCRIPTION_FILE,
-    HEAD_WEIGHTS_FILE,
-    WEIGHTS_FILE,
-    HeadWeights,
-    read_encoder_files,
-)
+from simclr.models.encoder_files import HeadWeights, missing_head, read_encoder_files
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +61,10 @@ class PretrainedEncoder:
     head: HeadWeights | None = None
 
     @classmethod
-    def read(cls, path: str | Path) -> PretrainedEncoder:
-        """The encoder in a Lightning checkpoint or an export (see the module docstring)."""
-        backbone, image_size, state_dict, source, head = read_encoder_files(path)
+    def read(cls, path: str | Path, head_required: bool = False) -> PretrainedEncoder:
+        """The encoder in a Lightning checkpoint or an export (see the module docstring); with
+        ``head_required``, a :class:`DataError` for a file without its projection head."""
+        backbone, image_size, state_dict, source, head = read_encoder_files(path, head_required)
         return cls(resolve_stem(backbone, image_size), image_size, state_dict, source, head)
 
     @classmethod
@@ -103,10 +98,16 @@ class PretrainedEncoder:
                     "head: give pretrained_ckpt (pretrained_ckpt=null has no head)"
                 )
             return cls.fresh(backbone, image_size or data_image_size)
-        encoder = cls.read(pretrained_ckpt)
+        encoder = cls.read(pretrained_ckpt, head_required=from_head_layer > 0)
         check_backbone(backbone, encoder.backbone, encoder.image_size, encoder.source)
-        encoder = encoder.at_image_size(image_size)
-        return encoder.require_head() if from_head_layer else replace(encoder, head=None)
+        if image_size and image_size != encoder.image_size:
+            log.warning(
+                "image_size=%d overrides the %d px the encoder was pre-trained at",
+                image_size,
+                encoder.image_size,
+            )
+            encoder = replace(encoder, image_size=image_size)
+        return encoder if from_head_layer else replace(encoder, head=None)
 
     @property
     def small_stem(self) -> bool | None:
@@ -122,35 +123,13 @@ class PretrainedEncoder:
     def describe(self) -> str:
         return describe_backbone(self.backbone)
 
-    def at_image_size(self, requested: int | None) -> PretrainedEncoder:
-        """This encoder for images of ``requested`` px (None: its own size); a size other than
-        the one its weights were trained at is warned about."""
-        if not requested or requested == self.image_size:
-            return self
-        if self.weights is not None:
-            log.warning(
-                "image_size=%d overrides the %d px the encoder was pre-trained at",
-                requested,
-                self.image_size,
-            )
-        return replace(self, image_size=requested)
-
     def require_head(self) -> PretrainedEncoder:
         """This encoder, which must have the projection head stored beside it: in a pre-training
-        checkpoint, or in an export written with ``--head``. Without one, a
-        :class:`DataError` that says how to get one."""
-        if self.head is not None:
-            return self
-        if self.source is not None and self.source.name == WEIGHTS_FILE:
-            raise DataError(
-                f"{self.source.parent} holds no projection head ({HEAD_WEIGHTS_FILE}, "
-                f"{HEAD_DESCRIPTION_FILE}); export it with python -m simclr.export <ckpt> "
-                f"{self.source.parent} --head, or give the pre-training checkpoint"
-            )
-        raise DataError(
-            f"{self.source} holds no projection head (it is not a pre-training checkpoint); "
-            "from_head_layer > 0 needs the pre-training checkpoint, or an export made with --head"
-        )
+        checkpoint, or in an export written with ``--head`` (else
+        :func:`~simclr.models.encoder_files.missing_head`'s :class:`DataError`)."""
+        if self.head is None:
+            raise missing_head(self.source)
+        return self
 
     def build(self) -> tuple[nn.Module, int]:
         """A new encoder of this architecture, with these weights (loaded strictly) unless

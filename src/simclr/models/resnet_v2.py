@@ -1,13 +1,16 @@
-"""SimCLR v2's deeper ResNets: ResNet-101 and -152 at widths 1x to 3x, with the optional
-selective-kernel convolution (Chen et al. 2020, "Big Self-Supervised Models are Strong
-Semi-Supervised Learners", arXiv:2006.10029; SK: Li et al. 2019, arXiv:1903.06586).
+"""SimCLR v2's ResNets: ResNet-101 and -152 at widths 1x to 3x with optional selective-kernel
+convolutions, and ResNet-50 with selective kernels at 1x and 2x (Chen et al. 2020, "Big
+Self-Supervised Models are Strong Semi-Supervised Learners", arXiv:2006.10029; SK: Li et al.
+2019, arXiv:1903.06586).
 
 Registered names (each the name of its config file, ``configs/backbone/<name>.yaml``):
 ``resnet101_w1``, ``resnet101_w2``, ``resnet101_w3``, ``resnet152_w1``, ``resnet152_w2``,
-``resnet152_w3``. The three names of a depth build the same family, and ``width`` (1, 2 or 3)
-decides, as for ``resnet50_w1/_w2/_w4``. ``sk_ratio`` (0: plain 3x3 convolutions; the paper's
-0.0625) switches on what the official code (google-research/simclr, ``tf2/resnet.py``) does
-with selective kernels:
+``resnet152_w3``; ``resnet50_sk_w1``, ``resnet50_sk_w2``. The names of a family build the
+same network, and ``width`` (1, 2 or 3; 1 or 2 for the ResNet-50 with SK, the widths of the
+paper's table 1) decides, as for ``resnet50_w1/_w2/_w4``. ``sk_ratio`` (0: plain 3x3
+convolutions, the ResNet-101/152 default; the paper's 0.0625, the ResNet-50 SK's default, which
+must be above 0: the plain ResNet-50 is ``resnet50_w1/_w2``) switches on what the official code
+(google-research/simclr, ``tf2/resnet.py``) does with selective kernels:
 
 - every bottleneck's 3x3 convolution becomes a :class:`SelectiveKernelConv`;
 - the ImageNet stem is ResNet-D's (He et al. 2019, arXiv:1812.01187): three 3x3 convolutions
@@ -30,8 +33,8 @@ from simclr.models.backbones import BACKBONES, use_small_stem
 from simclr.models.resnet_blocks import ResNetTrunk
 from simclr.rules import Rule, is_number
 
-# Bottleneck blocks per stage, by depth. 50 is kept for the comparison with the official
-# table (its ResNet-50 with SK); the registered ResNet-50s are those of backbones.py.
+# Bottleneck blocks per stage, by depth. The ResNet-50 built here is the one with selective
+# kernels; the plain ResNet-50s are those of backbones.py.
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 V2_WIDTHS = (1, 2, 3)
 V2_WIDTH = Rule(
@@ -43,6 +46,22 @@ SK_RATIO = Rule(
     "backbone.sk_ratio",
     lambda v: is_number(v) and 0 <= v < 1,
     "a number in [0, 1): 0 for plain 3x3 convolutions, 0.0625 for SimCLR v2's selective kernels",
+)
+# SimCLR v2's sk_ratio (the official --sk_ratio for its SK checkpoints).
+PAPER_SK_RATIO = 0.0625
+# SimCLR v2's table 1 has the ResNet-50 with selective kernels at 1x and 2x.
+R50_SK_WIDTHS = (1, 2)
+R50_SK_WIDTH = Rule(
+    "backbone.width",
+    lambda v: v in R50_SK_WIDTHS,
+    f"one of {', '.join(map(str, R50_SK_WIDTHS))} (x1/x2) for SimCLR v2's ResNet-50 with "
+    "selective kernels",
+)
+SELECTIVE_KERNELS = Rule(
+    "backbone.sk_ratio",
+    lambda v: is_number(v) and 0 < v < 1,
+    "a number in (0, 1) for the ResNet-50 with selective kernels (SimCLR v2's 0.0625; the "
+    "plain ResNet-50 is resnet50_w1/_w2)",
 )
 # The official selective kernel's fusion layer never has fewer channels than this.
 SK_MIN_DIM = 32
@@ -220,3 +239,24 @@ for _depth in (101, 152):
     V2_BUILDERS.append(_registered(_depth))
     for _width in V2_WIDTHS:
         BACKBONES.register(f"resnet{_depth}_w{_width}", rules=[V2_WIDTH, SK_RATIO])(V2_BUILDERS[-1])
+
+
+def resnet50_sk(
+    image_size: int,
+    small_stem: bool | None = None,
+    width: int = 1,
+    sk_ratio: float = PAPER_SK_RATIO,
+    zero_init_residual: bool = True,
+) -> tuple[ResNetV2, int]:
+    """SimCLR v2's ResNet-50 with selective kernels (width x1/x2: 35M / 140M parameters, the
+    paper's table 1)."""
+    R50_SK_WIDTH.check(width)
+    SELECTIVE_KERNELS.check(sk_ratio)
+    small_stem = use_small_stem(image_size, small_stem)
+    return build_resnet_v2(50, small_stem, width, sk_ratio, zero_init_residual)
+
+
+for _width in R50_SK_WIDTHS:
+    BACKBONES.register(f"resnet50_sk_w{_width}", rules=[R50_SK_WIDTH, SELECTIVE_KERNELS])(
+        resnet50_sk
+    )

@@ -109,6 +109,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
         log.info("tested the best checkpoint: %s", best or "none")
         metrics.update((name, float(value)) for name, value in results[0].items())
         metrics["train/num_images"] = float(len(datamodule.train_indices))
+        # The images each accuracy is counted over: the whole split, every image once.
+        splits = datamodule.labelled.load_splits()
+        metrics["test/num_images"] = float(len(splits.test))
+        if "val/acc_best" in metrics:
+            metrics["val/num_images"] = float(len(splits.val))
     for name, value in sorted(metrics.items()):
         print(f"{name}: {value:.4f}")
     return metrics

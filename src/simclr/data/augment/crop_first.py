@@ -23,7 +23,7 @@ random draws come from torch's global generator, which
 :class:`~simclr.data.resumable.SeededViews` seeds per sample and epoch, so a resumed run
 draws the same boxes.
 
-The measurements behind the choice of decoder are in ``bench/data.py`` (README, "Loading
+The measurements behind the choice of decoder are in ``bench/data.py`` (docs/datasets.md, "Loading
 speed").
 """
 
@@ -98,7 +98,7 @@ def decode_jpeg_scaled(source: FileOrBytes, size: tuple[int, int], scale: int) -
     (the smallest DCT scale that still gives at least size / scale), as uint8 ``(3, H, W)``;
     None where simplejpeg refuses it (CMYK, a damaged file: PIL then decodes or reports it).
     simplejpeg is the faster of the two for the same decoding (bench/data.py's decode_ms_*
-    lines, README "Loading speed")."""
+    lines, docs/datasets.md "Loading speed")."""
     data = source if isinstance(source, bytes) else Path(source).read_bytes()
     try:
         pixels = simplejpeg.decode_jpeg(
@@ -159,7 +159,7 @@ class CropFirstViews:
             x1 = max(x0 + 1, min(round((left + box_w) * sx), scaled_w))
             y1 = max(y0 + 1, min(round((top + box_h) * sy), scaled_h))
             # torchvision's uint8 resize, antialiased as the per-image pipeline's; with
-            # simplejpeg, faster than PIL's decode and resize (README "Loading speed").
+            # simplejpeg, faster than PIL's decode and resize (docs/datasets.md "Loading speed").
             view = TF.resized_crop(decoded, y0, x0, y1 - y0, x1 - x0, [size, size], antialias=True)
             views.append(view.flip(-1) if flip else view)
         return views

@@ -1,6 +1,10 @@
 """The view pipelines of pre-training, one per ``data.pipeline`` value (and ``per_image`` with
 ``augment_on_device``), each in its own module over :class:`ViewPipeline`."""
 
+from __future__ import annotations
+
+import lightning as L
+
 from simclr.data.pipelines.base import ViewPipeline
 from simclr.data.pipelines.crop_first import CropFirstPipeline
 from simclr.data.pipelines.device_decode import DeviceDecodePipeline
@@ -15,12 +19,19 @@ PIPELINES: dict[str, type[ViewPipeline]] = {
 }
 
 
-def view_pipeline_class(pipeline: str, on_device: bool) -> type[ViewPipeline]:
-    """The class of ``data.pipeline=pipeline``; ``on_device`` (``augment_on_device``, resolved)
-    matters to ``per_image`` alone, the others always finish their views on the device."""
-    if pipeline == "per_image" and on_device:
-        return OnDevicePipeline
-    return PIPELINES[pipeline]
+def view_pipeline_class(
+    pipeline: str, augment_on_device: bool | None, trainer: L.Trainer | None = None
+) -> type[ViewPipeline]:
+    """The class of ``data.pipeline=pipeline`` on ``trainer``. ``augment_on_device`` matters to
+    ``per_image`` alone (the others always finish their views on the device): ``None`` draws
+    the views on the device on an accelerator, in the workers on a CPU (docs/scaling.md, "Speed
+    options")."""
+    if pipeline != "per_image":
+        return PIPELINES[pipeline]
+    if augment_on_device is None:
+        strategy = getattr(trainer, "strategy", None)
+        augment_on_device = strategy is not None and strategy.root_device.type != "cpu"
+    return OnDevicePipeline if augment_on_device else PerImagePipeline
 
 
 __all__ = [
