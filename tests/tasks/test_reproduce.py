@@ -273,7 +273,7 @@ README_1PCT = dict(
     flip_prob=0.5,
     data="imagenet",
     figure="48.3",
-    pairs_with="imagenet_resnet50",
+    pairs_with="imagenet_resnet50_simclrv2",
 )
 
 # SimCLR v1's semi-supervised fine-tuning (the paper's appendix B.5): Nesterov momentum 0.9 at
@@ -309,8 +309,9 @@ V1_1PCT = dict(
     pairs_with="imagenet_resnet50_w1_1000ep",
 )
 # SimCLR v2's rate for its larger ResNets (width > 1 and/or SK): 0.002 x sqrt(B) (the v2
-# paper's section 4), the README's command otherwise; the figure is table 1's largest model's.
-LARGE_RATE = dict(lr=0.002, lr_scaling="sqrt")
+# paper's section 4), the README's command otherwise, after SimCLR v2's pre-training of a
+# larger ResNet; the figure is table 1's largest model's.
+LARGE_RATE = dict(lr=0.002, lr_scaling="sqrt", pairs_with="imagenet_resnet50_w2_simclrv2")
 
 EVALUATION = {
     "linear_cifar10": dict(LINEAR_CIFAR, data="cifar10"),
