@@ -7,7 +7,7 @@
 Every pre-training starts from the same config (``experiment=digits_quick`` and any Hydra
 overrides given): the same encoder (this project's backbone registry), data split, batch,
 number of optimiser steps, learning rate and its warm-up + cosine schedule, temperature,
-weight decay and augmentation parameters. Three runs, each with every seed:
+weight decay and augmentation parameters. The runs, each with every seed:
 
 - ``ours``: ``simclr.tasks.pretrain.run(cfg)``, the function ``train.py`` calls (monitors and
   pictures off, they do not change the weights), the encoder read back from ``last.ckpt``;
@@ -15,7 +15,8 @@ weight decay and augmentation parameters. Three runs, each with every seed:
   ``SimCLRProjectionHead``, ``NTXentLoss``, ``LARS``, ``get_weight_decay_parameters``), one
   forward per view as lightly's examples do. lightly comes from the ``bench`` extra;
 - ``ours_view_passes``: ours with ``model.view_passes=true`` (one encoder pass per view: the
-  peer's BatchNorm statistics), which separates the implementation from that recipe choice.
+  peer's BatchNorm statistics), which separates the implementation from that recipe choice;
+- ``ours_memory``: ours with SimCLR v2's memory buffer of negatives (``model.memory``).
 
 Each pre-training runs in its own process with one thread, ``--jobs`` at a time.
 
@@ -62,6 +63,9 @@ RUNS = {
     "ours": ("ours", []),
     "peer": ("peer", []),
     "ours_view_passes": ("ours", ["model.view_passes=true"]),
+    # SimCLR v2's memory buffer: 1,024 keys from the momentum encoder (0.999), the keys of the
+    # last 8 steps of 64 images x 2 views (an epoch holds 19 steps).
+    "ours_memory": ("ours", ["model.memory.size=1024"]),
 }
 # Monitors and pictures cost time and do not touch the weights (they train on detached
 # features with their own optimiser); the checkpoint callback stays, it gives us last.ckpt.
