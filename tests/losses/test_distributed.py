@@ -20,9 +20,9 @@ import pytest
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.multiprocessing import ProcessExitedException
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from ddp_runs import fit_on_cpu_processes
 from simclr.losses.ntxent import NTXentLoss, distributed_world, gather_across_ranks
 from simclr.models import SimCLRModule
 
@@ -124,28 +124,9 @@ def make_module(micro_batch_size=None) -> SimCLRModule:
 def one_step(module: SimCLRModule, out_dir: Path, devices: int) -> list[dict]:
     """One optimiser step on the fixed batch (split over ``devices`` processes)."""
     out_dir.mkdir()
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=devices,
-        strategy="ddp_spawn" if devices > 1 else "auto",
-        max_steps=1,
-        callbacks=[RecordFirstStep(out_dir)],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+    return fit_on_cpu_processes(
+        module, FixedViews(), NUM_IMAGES, RecordFirstStep(out_dir), out_dir, devices, max_steps=1
     )
-    # Each process takes NUM_IMAGES / devices images (Lightning adds the distributed sampler).
-    loader = DataLoader(FixedViews(), batch_size=NUM_IMAGES // devices, shuffle=False)
-    records = [out_dir / f"rank{r}_of_{devices}.pt" for r in range(devices)]
-    try:
-        trainer.fit(module, train_dataloaders=loader)
-    except ProcessExitedException:
-        # gloo's threads sometimes abort a spawned process as it exits ("terminate called
-        # without an active exception"), after its work is done; the records tell.
-        if not all(path.exists() for path in records):
-            raise
-    return [torch.load(path) for path in records]
 
 
 def max_relative_difference(actual: dict, expected: dict) -> float:

@@ -18,9 +18,9 @@ import lightning as L
 import pytest
 import torch
 from torch import nn
-from torch.multiprocessing import ProcessExitedException
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from ddp_runs import fit_on_cpu_processes
 from simclr.losses.negative_queue import NegativeQueue
 from simclr.models import SimCLRModule
 
@@ -90,27 +90,9 @@ def run(out_dir: Path, devices: int, queue: type[NegativeQueue] | None = None) -
     if queue is not None:
         module.memory.queue = queue(QUEUE_SIZE, 16)
     out_dir.mkdir()
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=devices,
-        strategy="ddp_spawn" if devices > 1 else "auto",
-        max_steps=STEPS,
-        callbacks=[Record(out_dir)],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+    return fit_on_cpu_processes(
+        module, FixedViews(), NUM_IMAGES, Record(out_dir), out_dir, devices, max_steps=STEPS
     )
-    loader = DataLoader(FixedViews(), batch_size=NUM_IMAGES // devices, shuffle=False)
-    records = [out_dir / f"rank{r}_of_{devices}.pt" for r in range(devices)]
-    try:
-        trainer.fit(module, train_dataloaders=loader)
-    except ProcessExitedException:
-        # gloo's threads sometimes abort a spawned process as it exits, after its work is
-        # done (see test_distributed.py); the records tell.
-        if not all(path.exists() for path in records):
-            raise
-    return [torch.load(path) for path in records]
 
 
 def expected_queue(single: dict, ranks: list[dict]) -> torch.Tensor:
