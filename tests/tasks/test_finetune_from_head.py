@@ -121,8 +121,7 @@ def test_head_layers_end_after_their_relu_and_the_last_is_z():
 
 def module(**options) -> FineTuneModule:
     return FineTuneModule(
-        backbone={"name": "resnet18_slim", "width": 0.125},
-        image_size=32,
+        PretrainedEncoder.fresh({"name": "resnet18_slim", "width": 0.125}, 32).network(),
         num_classes=10,
         mode="full",
         optimizer={"name": "lars", "lr": 0.1, "weight_decay": 1e-4},

@@ -25,6 +25,7 @@ from conftest import (
 from simclr.callbacks.preemption import PREEMPTED_EXIT_STATUS, Preempted, PreemptionHandler
 from simclr.callbacks.safeguards import AtomicCheckpointIO
 from simclr.models.finetune import FineTuneModule
+from simclr.models.pretrained import PretrainedEncoder
 from simclr.tasks.common import build_trainer
 from simclr.tasks.finetune import run as finetune
 from simclr.tasks.pretrain import run as pretrain
@@ -272,8 +273,7 @@ def test_fault_injection_finetuning(tmp_path):
 def test_finetuning_writes_checkpoints_atomically_and_stops_on_signals(tmp_path):
     cfg = compose_config(FINETUNE, tmp_path, "finetune")
     model = FineTuneModule(
-        backbone={"name": "resnet18_slim", "width": 0.125},
-        image_size=32,
+        PretrainedEncoder.fresh({"name": "resnet18_slim", "width": 0.125}, 32).network(),
         num_classes=10,
         mode="full",
         optimizer=dict(cfg.optimizer),

@@ -23,9 +23,7 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from simclr.errors import ConfigError
-from simclr.models.backbones import build_backbone
-from simclr.models.heads import head_layers
+from simclr.models.pretrained import PretrainedNetwork
 from simclr.optim import lightning_optimization, parameter_groups
 from simclr.registry import Registry
 from simclr.rules import state
@@ -51,11 +49,13 @@ TOP_K = {"acc": 1, "acc_top5": 5}
 
 
 class FineTuneModule(L.LightningModule):
-    """An encoder (from the backbone registry) and a new linear head on its output h.
+    """A pre-trained (or fresh) encoder and a new linear head on its output h.
 
     Args:
-        backbone: :func:`~simclr.models.build_backbone`'s arguments without ``image_size``.
-        image_size: side of the images in pixels.
+        network: the encoder and the kept layers of its projection head, built and loaded
+            (:meth:`~simclr.models.pretrained.PretrainedEncoder.network`); its
+            ``architecture`` goes into the hyperparameters, so a checkpoint says which
+            backbone, image size and head it holds.
         num_classes: classes of the labelled task.
         mode: ``full`` (everything trains) or ``linear`` (encoder frozen, in eval mode).
         optimizer: :func:`~simclr.optim.build_optimizer`'s arguments without the model/batch.
@@ -66,10 +66,6 @@ class FineTuneModule(L.LightningModule):
             one learning rate suits encoders whose features differ in scale by orders of
             magnitude (a random encoder's are tiny), and at test time it is a fixed affine map,
             so the head stays a linear classifier.
-        head: the pre-training projection head's arguments (:class:`~simclr.models.heads.
-            ProjectionHead`'s without ``input_dim``), for ``from_head_layer`` > 0.
-        from_head_layer: how many layers of that head sit between h and the classifier
-            (0: the classifier on h). In ``linear`` mode they are frozen with the encoder.
         zero_init_classifier: start the classifier's weight and bias at zero, as the official
             evaluations do (``--zero_init_logits_layer=True``); false: PyTorch's default
             initialisation.
@@ -79,34 +75,25 @@ class FineTuneModule(L.LightningModule):
 
     def __init__(
         self,
-        backbone: dict,
-        image_size: int,
+        network: PretrainedNetwork,
         num_classes: int,
         mode: str,
         optimizer: dict,
         scheduler: dict,
         batch_size: int,
         head_batch_norm: bool = False,
-        head: dict | None = None,
-        from_head_layer: int = 0,
         zero_init_classifier: bool = False,
         classifier_group: str = "weights",
     ):
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["network"])
+        self.hparams.update(network.architecture)
         self.train_encoder = MODES[mode]
         self.classifier_group = CLASSIFIER_GROUPS[classifier_group]
-        self.encoder, self.feature_dim = build_backbone(image_size=image_size, **backbone)
-        if from_head_layer and head is None:
-            raise ConfigError(
-                f"from_head_layer={from_head_layer} needs the pre-trained projection head: "
-                "give a pre-training checkpoint as pretrained_ckpt"
-            )
-        # The kept layers of the projection head (empty for from_head_layer=0): part of the
+        # The kept layers of the projection head (empty for from_head_layer=0) are part of the
         # pre-trained network, frozen with the encoder in linear evaluation.
-        self.head_layers, classifier_dim = head_layers(
-            head or {}, self.feature_dim, from_head_layer
-        )
+        self.encoder, self.head_layers = network.encoder, network.head_layers
+        classifier_dim = network.output_dim
         for pretrained in (self.encoder, self.head_layers):
             pretrained.requires_grad_(self.train_encoder)
             if not self.train_encoder:  # freshly built modules are in training mode

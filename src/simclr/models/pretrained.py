@@ -9,7 +9,8 @@ of a chosen backbone (:meth:`PretrainedEncoder.fresh`, fine-tuning's ``pretraine
 It knows its architecture (the backbone description, with the stem written out, and the image
 size) and the projection head stored with it; it checks a requested backbone and image size
 against itself (:func:`~simclr.models.backbones.check_backbone`), and builds the encoder with
-its weights.
+its weights (:meth:`PretrainedEncoder.build`), or the network fine-tuning trains, with the kept
+layers of its projection head (:meth:`PretrainedEncoder.network`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from simclr.models.backbones import (
     resolve_stem,
 )
 from simclr.models.encoder_files import HeadWeights, missing_head, read_encoder_files
+from simclr.models.heads import head_layers
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,24 @@ def load_strictly(module: nn.Module, state_dict: dict, mismatch: str) -> None:
     except RuntimeError as error:
         first_lines = "\n".join(str(error).splitlines()[:4])
         raise DataError(f"{mismatch}:\n{first_lines}") from None
+
+
+@dataclass(frozen=True)
+class PretrainedNetwork:
+    """What fine-tuning starts from (:meth:`PretrainedEncoder.network`): the encoder and the
+    kept layers of its projection head (empty for ``from_head_layer=0``), built and loaded;
+    ``output_dim``, the size of what the classifier sees; ``architecture``, what a fine-tuning
+    checkpoint records of them (``backbone``, ``image_size``, ``head``, ``from_head_layer``),
+    so that :meth:`PretrainedEncoder.read` can read the encoder back from it."""
+
+    encoder: nn.Module
+    head_layers: nn.Sequential
+    output_dim: int
+    architecture: dict
+
+    @property
+    def image_size(self) -> int:
+        return self.architecture["image_size"]
 
 
 @dataclass(frozen=True)
@@ -139,32 +159,47 @@ class PretrainedEncoder:
             self._load_encoder(encoder)
         return encoder, feature_dim
 
-    def load_weights(self, encoder: nn.Module, head_layers: nn.Sequential) -> None:
-        """Load the weights into fine-tuning's ``encoder`` and, into ``head_layers`` (the layers
-        of the projection head it keeps, ``from_head_layer``), the head's, strictly; a mismatch
-        is a :class:`DataError`. A fresh encoder keeps its initialisation."""
+    def network(self, from_head_layer: int = 0) -> PretrainedNetwork:
+        """The network fine-tuning trains: this encoder and the first ``from_head_layer`` layers
+        of its projection head, built and loaded strictly (a mismatch is a
+        :class:`DataError`). A fresh encoder keeps its initialisation."""
+        if from_head_layer and self.head is None:
+            raise ConfigError(
+                f"from_head_layer={from_head_layer} needs the pre-trained projection head: "
+                "give a pre-training checkpoint as pretrained_ckpt"
+            )
+        encoder, feature_dim = self.build()
         if self.weights is None:
             log.info("encoder %s randomly initialised (baseline)", self.describe())
-            return
-        self._load_encoder(encoder)
-        log.info("encoder %s loaded from %s", self.describe(), self.source)
-        if self.head is None:
-            return
-        kept = {str(index) for index in range(len(head_layers))}
+        else:
+            log.info("encoder %s loaded from %s", self.describe(), self.source)
+        layers, output_dim = head_layers(self.head_config or {}, feature_dim, from_head_layer)
+        if from_head_layer:
+            self._load_head(layers)
+        architecture = {
+            "backbone": self.backbone,
+            "image_size": self.image_size,
+            "head": self.head_config,
+            "from_head_layer": from_head_layer,
+        }
+        return PretrainedNetwork(encoder, layers, output_dim, architecture)
+
+    def _load_head(self, layers: nn.Sequential) -> None:
+        kept = {str(index) for index in range(len(layers))}
         state = {
             key.removeprefix("net."): value
             for key, value in self.head.state_dict.items()
             if key.removeprefix("net.").split(".", 1)[0] in kept
         }
         load_strictly(
-            head_layers,
+            layers,
             state,
             f"the projection head in {self.head.source} does not fit its description "
             f"{self.head.config}",
         )
         log.info(
             "classifier on layer %d of the projection head of %s",
-            sum(isinstance(layer, nn.Linear) for layer in head_layers),
+            sum(isinstance(layer, nn.Linear) for layer in layers),
             self.head.source,
         )
 

@@ -52,15 +52,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if not cfg.select_on_val:
         cfg = without_validation(cfg)
     ckpt_path = start_run(cfg)
-    encoder = PretrainedEncoder.for_finetuning(
+    network = PretrainedEncoder.for_finetuning(
         cfg.pretrained_ckpt,
         backbone=plain(cfg.backbone) if cfg.get("backbone") else None,
         image_size=cfg.image_size,
         data_image_size=cfg.data.image_size,
         from_head_layer=cfg.from_head_layer,
-    )
+    ).network(cfg.from_head_layer)
     datamodule = FineTuneDataModule(
-        {**plain(cfg.data), "image_size": encoder.image_size},
+        {**plain(cfg.data), "image_size": network.image_size},
         label_fraction=cfg.label_fraction,
         label_seed=cfg.label_seed,
         label_subset=cfg.label_subset,
@@ -69,20 +69,16 @@ def run(cfg: DictConfig) -> dict[str, float]:
         **plain(cfg.augment),
     )
     model = FineTuneModule(
-        backbone=encoder.backbone,
-        image_size=encoder.image_size,
+        network,
         num_classes=datamodule.num_classes,
         mode=cfg.mode,
         optimizer=plain(cfg.optimizer),
         scheduler=plain(cfg.scheduler),
         batch_size=cfg.data.batch_size,
         head_batch_norm=cfg.head_batch_norm,
-        head=encoder.head_config,
-        from_head_layer=cfg.from_head_layer,
         zero_init_classifier=cfg.zero_init_classifier,
         classifier_group=cfg.classifier_group,
     )
-    encoder.load_weights(model.encoder, model.head_layers)
     log.info(
         "mode %s; training on %d labelled images (%s)",
         cfg.mode,
