@@ -1,14 +1,33 @@
-"""Training on two CPU processes (gloo, ``ddp_spawn``) against one, for the tests that hold a
-distributed run to the one-process run on the whole batch."""
+"""Training on two CPU processes (gloo, DDP) against one, for the tests that hold a distributed
+run to the one-process run on the whole batch; and the start method of such processes.
+
+The processes start from a fork server (:func:`forkserver`): one clean process per pytest
+worker that imports torch, Lightning and the package once, from which every DDP process is
+forked. A spawned process would import them again (about 10 s of CPU each); a fork of the test
+process itself can deadlock on a lock that one of its threads (a data loader's, litdata's)
+held at the fork. The data split, the gather and DDP's gradient averaging are the same under
+every start method."""
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.strategies import DDPStrategy
 from torch.multiprocessing import ProcessExitedException
 from torch.utils.data import DataLoader, Dataset
+
+# What the fork server imports before it forks: what every DDP process of the tests needs.
+PRELOAD = ["torch", "lightning", "simclr.models", "simclr.data"]
+
+
+def forkserver() -> str:
+    """The start method of the tests' DDP processes, its server set to preload :data:`PRELOAD`
+    (it starts on first use and serves the pytest worker until it exits)."""
+    multiprocessing.set_forkserver_preload(PRELOAD)
+    return "forkserver"
 
 
 def fit_on_cpu_processes(
@@ -19,14 +38,18 @@ def fit_on_cpu_processes(
     out_dir: Path,
     devices: int,
     max_steps: int,
+    start_method: str = "forkserver",
 ) -> list[dict]:
     """``max_steps`` of ``module`` on ``dataset`` in order, ``batch_size`` images a step split
-    over ``devices`` processes (Lightning adds the distributed sampler); returns what
-    ``callback`` saved in ``out_dir`` as ``rank{r}_of_{devices}.pt``, one record a rank."""
+    over ``devices`` processes started by ``start_method`` (Lightning adds the distributed
+    sampler); returns what ``callback`` saved in ``out_dir`` as ``rank{r}_of_{devices}.pt``,
+    one record a rank."""
+    if start_method == "forkserver":
+        start_method = forkserver()
     trainer = L.Trainer(
         accelerator="cpu",
         devices=devices,
-        strategy="ddp_spawn" if devices > 1 else "auto",
+        strategy=DDPStrategy(start_method=start_method) if devices > 1 else "auto",
         max_steps=max_steps,
         callbacks=[callback],
         logger=False,

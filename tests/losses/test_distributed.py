@@ -1,8 +1,8 @@
-"""Real DDP (2 CPU processes, gloo, Lightning's ddp_spawn) against one process on the whole batch.
+"""Real DDP (2 CPU processes, gloo) against one process on the whole batch.
 
-Each 2-process run costs the start of two Python processes (10 to 30 s on 2 busy cores): the
-correct gather and one broken gather run in the default suite, the other broken gather and
-gradient caching under DDP with the slow tests.
+The two processes are forked from a server that has imported torch and Lightning already
+(``ddp_runs.forkserver``), so a run takes about a second and every case, gradient caching
+under DDP and both broken gathers included, is in the default suite.
 
 The encoder's BatchNorm layers are frozen (eval mode) and the head has none: torch's
 SyncBatchNorm does not run on CPU, and per-device BatchNorm statistics would differ from the
@@ -168,7 +168,6 @@ def test_ddp_loss_and_gradients_equal_one_process_on_the_whole_batch(tmp_path, s
     assert_matches_single_process(ddp_step(tmp_path), single_process)
 
 
-@pytest.mark.slow
 def test_ddp_with_gradient_caching_equals_one_process_on_the_whole_batch(tmp_path, single_process):
     records = ddp_step(tmp_path, micro_batch_size=1)  # 4 images a rank, 1 per pass
     assert_matches_single_process(records, single_process)
@@ -176,7 +175,7 @@ def test_ddp_with_gradient_caching_equals_one_process_on_the_whole_batch(tmp_pat
 
 @pytest.mark.parametrize(
     "broken_gather",
-    [NoGradientGather, pytest.param(BackwardWithoutAllReduce, marks=pytest.mark.slow)],
+    [NoGradientGather, BackwardWithoutAllReduce],
 )
 def test_a_gather_without_the_summed_gradient_fails_the_comparison(
     tmp_path, single_process, broken_gather

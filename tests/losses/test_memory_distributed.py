@@ -1,4 +1,4 @@
-"""SimCLR v2's memory buffer under real DDP (2 CPU processes, gloo, Lightning's ddp_spawn):
+"""SimCLR v2's memory buffer under real DDP (2 CPU processes, gloo, spawned processes):
 after two steps, each rank's queue holds the keys one process holds after the same two global
 batches, in the order of one process whose batch is the ranks' batches one after the other
 (view by view), and the second step's loss (which contrasts with the first step's
@@ -91,7 +91,15 @@ def run(out_dir: Path, devices: int, queue: type[NegativeQueue] | None = None) -
         module.memory.queue = queue(QUEUE_SIZE, 16)
     out_dir.mkdir()
     return fit_on_cpu_processes(
-        module, FixedViews(), NUM_IMAGES, Record(out_dir), out_dir, devices, max_steps=STEPS
+        module,
+        FixedViews(),
+        NUM_IMAGES,
+        Record(out_dir),
+        out_dir,
+        devices,
+        max_steps=STEPS,
+        # Spawned: from the fork server, the ranks' queues came out empty (not understood yet).
+        start_method="spawn",
     )
 
 

@@ -23,6 +23,7 @@ from conftest import (
     run_script,
     start_python,
 )
+from ddp_runs import forkserver
 from simclr.callbacks.preemption import Preempted, PreemptionHandler
 from simclr.data.prepare import prepare
 from simclr.models import SimCLRModule
@@ -121,7 +122,8 @@ def free_port() -> int:
 
 def test_two_ddp_processes_read_disjoint_parts_that_make_the_epoch(shards, tmp_path):
     output = str(tmp_path / "seen")
-    mp.spawn(read_epoch, args=(2, free_port(), str(shards), output), nprocs=2)
+    args = (2, free_port(), str(shards), output)
+    mp.start_processes(read_epoch, args=args, nprocs=2, start_method=forkserver())
     parts = [json.loads(Path(f"{output}.{rank}").read_text()) for rank in range(2)]
     seen = [[label for batch in part for label in batch] for part in parts]
     # A global batch of 4: 2 images per process a step, 6 steps each.
