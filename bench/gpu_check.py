@@ -113,7 +113,9 @@ def check_speed(run: Run, deadline: float) -> list[dict]:
     """bench/gpu.py as it is, given what is left of the budget; its ``name: value`` lines are
     kept. Passes when it did not crash and gave images/s for every network (a run cut short
     by the budget keeps the figures it printed)."""
-    command = [sys.executable, str(ROOT / "bench" / "gpu.py"), *run.sizes.speed_args]
+    # $PYTHON, as for bench/reproduce.sh: the interpreter that runs bench/gpu.py.
+    python = os.environ.get("PYTHON") or sys.executable
+    command = [python, str(ROOT / "bench" / "gpu.py"), *run.sizes.speed_args]
     try:
         done = subprocess.run(
             command,

@@ -12,7 +12,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from preloaded import PreloadedProcess, fresh_processes, supported
+from preloaded import PreloadedProcess, fresh_processes, start_shared, supported
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
@@ -33,6 +33,14 @@ FAST_OVERRIDES = [
 ]
 
 
+def pytest_configure(config):
+    """Under pytest-xdist, the process that hands out the tests starts the one preloaded server
+    its workers share (``preloaded.start_shared``)."""
+    workers = getattr(config.option, "numprocesses", None)
+    if workers and not hasattr(config, "workerinput") and not fresh_processes():
+        start_shared()
+
+
 def compose_config(
     overrides: list[str], output_dir: Path, config_name: str = "pretrain"
 ) -> DictConfig:
@@ -48,11 +56,14 @@ def compose_config(
         )
 
 
-def start_python(args: list[str], cwd: Path) -> subprocess.Popen | PreloadedProcess:
+def start_python(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen | PreloadedProcess:
     """Start ``python <args>`` (a script of the project, or ``-m <module>``) in a process of
-    its own, as a user would, its output captured; :func:`finish` waits for it. The process is
-    forked from one that has imported torch and Lightning already (``preloaded.py``)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    its own, as a user would, its output captured, with ``env`` added to the environment;
+    :func:`finish` waits for it. The process is forked from one that has imported torch and
+    Lightning already (``preloaded.py``)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     if supported(args) and not fresh_processes():
         return PreloadedProcess(args, cwd, env)
     return subprocess.Popen(

@@ -2,7 +2,8 @@
 
 On a 2-core CPU, a new Python process spends about 9 s of CPU importing torch, torchvision,
 Lightning and Hydra before ``train.py`` reads its first override, and the default suite starts
-more than a hundred such processes. Here, one server per test process imports them once; each
+more than a hundred such processes. Here, one server for the session (the pytest-xdist workers
+share it) imports them once; each
 command the tests start is a child forked from it that runs the script (``train.py``, ``-m
 simclr.export``, ``-c CODE``, ``-`` for a script on stdin) as the interpreter would: its own
 process, ``__name__ == "__main__"``, the given arguments, environment, working folder and
@@ -39,6 +40,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve()
@@ -57,6 +59,8 @@ PRELOAD = (
     "simclr.embed",
 )
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# Where the session's server listens (its folder), for the test processes that did not start it.
+SHARED_SERVER = "SIMCLR_TESTS_PRELOADED_SERVER"
 # The environment as the test session began, before any test changed it: the server's.
 SESSION_ENV = dict(os.environ)
 _HEADER = struct.Struct("!I")
@@ -131,6 +135,7 @@ def serve(path: str) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
+    Path(path).with_name("ready").touch()  # for the test processes that did not start it
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # supervisors are reaped by the kernel
     print("ready", flush=True)
     while True:
@@ -249,11 +254,24 @@ def reseed(threads: str | None) -> None:
 
 
 class Server:
-    """One per test process, started at first use; ends with the test process."""
+    """The server a test process sends its commands to: the session's, which the pytest process
+    that hands tests to workers started for all of them (:func:`start_shared`), or one of this
+    process's own, started at first use. A server ends with the process that started it."""
 
     instance: Server | None = None
 
-    def __init__(self):
+    def __init__(self, folder: str | None = None):
+        self.process: subprocess.Popen | None = None
+        self.ready = folder is not None
+        if folder is not None:  # the session's: wait until it listens
+            self.folder = Path(folder)
+            self.socket = str(self.folder / "socket")
+            deadline = time.monotonic() + 300
+            while not (self.folder / "ready").exists():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the session's preloaded server in {folder} never started")
+                time.sleep(0.05)
+            return
         self.folder = Path(tempfile.mkdtemp(prefix="simclr-preloaded-"))
         self.socket = str(self.folder / "socket")
         self.process = subprocess.Popen(
@@ -264,15 +282,23 @@ class Server:
             stdout=subprocess.PIPE,
             text=True,
         )
-        if self.process.stdout.readline().strip() != "ready":
-            raise RuntimeError("the preloaded server did not start")
         atexit.register(self.stop)
 
     @classmethod
     def get(cls) -> Server:
-        if cls.instance is None or cls.instance.process.poll() is not None:
-            cls.instance = cls()
+        if cls.instance is None or (
+            cls.instance.process is not None and cls.instance.process.poll() is not None
+        ):
+            shared = os.environ.get(SHARED_SERVER)
+            cls.instance = cls(shared) if shared else cls()
+        cls.instance.wait_ready()
         return cls.instance
+
+    def wait_ready(self) -> None:
+        if not self.ready:
+            if self.process.stdout.readline().strip() != "ready":
+                raise RuntimeError("the preloaded server did not start")
+            self.ready = True
 
     def stop(self) -> None:
         self.process.stdin.close()
@@ -280,6 +306,15 @@ class Server:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+def start_shared() -> None:
+    """Start the session's server for the worker processes to come, without waiting for its
+    imports (they overlap the workers' collection): one server's imports instead of one a
+    worker. The workers find it through the environment they inherit."""
+    server = Server()
+    Server.instance = server
+    os.environ[SHARED_SERVER] = str(server.folder)
 
 
 def python_command() -> str:

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from conftest import ROOT, finish, start_python
+from preloaded import python_command
 
 # One make test worker takes this whole file: its module fixture
 # (the dry passes) is built once.
@@ -41,8 +42,10 @@ def dry_passes(tmp_path_factory):
         "whole": [],
         "perturbed": ["--only", wrong, "--perturb", wrong],
     }
+    # The speed check's bench/gpu.py runs as $PYTHON: preloaded too.
+    env = {"PYTHON": python_command()}
     passes = {
-        name: (start_python([CHECK, "--dry", "--out", f"{name}.json", *args], folder), folder)
+        name: (start_python([CHECK, "--dry", "--out", f"{name}.json", *args], folder, env), folder)
         for name, args in arguments.items()
     }
     yield {name: (process, cwd / f"{name}.json") for name, (process, cwd) in passes.items()}

@@ -3,8 +3,6 @@
 import csv
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,7 +11,7 @@ import pytest
 import torch
 
 import simclr.models.pretrain
-from conftest import FAST_OVERRIDES, ROOT, run_script
+from conftest import FAST_OVERRIDES, ROOT, run_script, start_python
 from simclr.callbacks.safeguards import AtomicCheckpointIO, NonFiniteError, NonFiniteGuard
 from simclr.losses.ntxent import ContrastiveOutput, NTXentLoss
 from simclr.optim import warmup_cosine_factor
@@ -185,20 +183,17 @@ while True:
 
 def test_sigkill_while_writing_never_leaves_a_truncated_checkpoint(tmp_path):
     path = tmp_path / "last.ckpt"
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-    }
     for delay in (0.05, 0.13, 0.21):
-        writer = subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(path)], env=env, stdout=subprocess.PIPE, text=True
-        )
-        for _ in range(2):  # two whole saves, then kill in the middle of later ones
-            writer.stdout.readline()
+        path.unlink(missing_ok=True)
+        writer = start_python(["-c", WRITER, str(path)], tmp_path)
+        # Two whole saves, then kill in the middle of later ones.
+        deadline = time.monotonic() + 120
+        while not (path.exists() and torch.load(path)["i"] >= 1):
+            assert writer.poll() is None and time.monotonic() < deadline, "no checkpoint saved"
+            time.sleep(0.01)
         time.sleep(delay)
-        writer.send_signal(signal.SIGKILL)
-        writer.wait()
-        writer.stdout.close()
+        writer.kill()
+        writer.communicate()
         saved = torch.load(path)
         assert torch.all(saved["state_dict"]["w"] == saved["i"])
 
@@ -233,13 +228,7 @@ def test_sigkill_mid_epoch_then_resume_with_ckpt_path_last(tmp_path):
     runs = tmp_path / "logs" / "pretrain" / "runs"
     first, second = runs / "first", runs / "second"
     last = first / "checkpoints" / "last.ckpt"
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *common, f"hydra.run.dir={first}"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_python([str(ROOT / "train.py"), *common, f"hydra.run.dir={first}"], tmp_path)
     deadline = time.monotonic() + 300
     while not last.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
