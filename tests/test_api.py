@@ -18,7 +18,7 @@ TINY = [
     "data.batch_size=64",
     "data.num_workers=0",
     "data.image_size=16",
-    "trainer.max_epochs=2",
+    "trainer.max_epochs=1",
     "trainer.limit_train_batches=3",
     "callbacks.progress_bar=null",
 ]
@@ -33,7 +33,7 @@ def test_pretraining_then_linear_evaluation_on_digits(tmp_path, monkeypatch):
     assert pre.metrics["train/loss_epoch"] > 0
     assert (pre.run_dir / ".hydra" / "config.yaml").is_file()
     assert (pre.run_dir / "train.log").is_file()  # the log file train.py writes
-    assert pre.config.data.name == "digits" and pre.config.trainer.max_epochs == 2
+    assert pre.config.data.name == "digits" and pre.config.trainer.max_epochs == 1
     assert pre.checkpoint == pre.run_dir / "checkpoints" / "last.ckpt"
     encoder = pre.encoder()
     assert encoder.source == pre.checkpoint and encoder.image_size == 16

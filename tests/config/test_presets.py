@@ -4,6 +4,7 @@ checks with every backbone and every optimiser."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -48,9 +49,17 @@ def composer(tmp_path_factory):
         yield composed
 
 
+ALONE: dict[tuple[str, str], dict] = {}
+
+
 def group_alone(composer, group: str, option: str) -> dict:
-    """The node ``group`` when only it is chosen: what the option's file holds."""
-    return OmegaConf.to_container(composer("pretrain", f"{group}={option}")[group])
+    """The node ``group`` when only it is chosen: what the option's file holds (a copy of the
+    one made for the module)."""
+    if (group, option) not in ALONE:
+        ALONE[group, option] = OmegaConf.to_container(
+            composer("pretrain", f"{group}={option}")[group]
+        )
+    return copy.deepcopy(ALONE[group, option])
 
 
 @pytest.mark.parametrize("group", ["experiment", "evaluation", "mode"])
