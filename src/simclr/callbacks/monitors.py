@@ -140,7 +140,11 @@ class OnlineLinearProbe(_EpochMonitor):
     """
 
     def __init__(
-        self, lr: float = 1e-2, weight_decay: float = 0.0, every_n_epochs: int = 5, split="val"
+        self,
+        lr: float = 1e-2,
+        weight_decay: float = 0.0,
+        every_n_epochs: int = 5,
+        split: str = "val",
     ):
         super().__init__(every_n_epochs, split)
         self.lr = lr
@@ -238,7 +242,7 @@ class WeightedKNN(_EpochMonitor):
     """
 
     def __init__(
-        self, k: int = 200, temperature: float = 0.1, every_n_epochs: int = 5, split="val"
+        self, k: int = 200, temperature: float = 0.1, every_n_epochs: int = 5, split: str = "val"
     ):
         super().__init__(every_n_epochs, split)
         self.label_outputs = f"knn ({split}/knn_acc)"

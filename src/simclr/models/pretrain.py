@@ -45,8 +45,9 @@ class SimCLRModule(L.LightningModule):
         micro_batch_size: images per forward pass for gradient caching (exact NT-Xent over the
             whole batch with the memory of a micro-batch, see :mod:`simclr.memory.gradcache`); the
             optimisation is then manual. ``None``: one pass over the batch.
-        gradient_clip_val, gradient_clip_algorithm: gradient clipping done by the module in
-            the gradient-caching mode (Lightning clips only in automatic optimisation).
+        gradient_clip_val: the gradient norm (or value) clipped at by the module itself in the
+            gradient-caching mode (Lightning clips only in automatic optimisation).
+        gradient_clip_algorithm: ``norm`` or ``value``, as Lightning's option of that name.
         channels_last: keep the encoder's weights and inputs in channels-last memory format
             (faster convolutions on CPUs and tensor-core GPUs; see bench/).
         compile_encoder: ``torch.compile`` the encoder (slow start, faster steps on GPUs).
