@@ -77,6 +77,29 @@ def test_head_layer_one_is_loaded_from_the_checkpoint(pretrained, tmp_path):
     assert classifier["weight"].shape[1] == projection["0.weight"].shape[0]
 
 
+def test_the_network_carries_the_checkpoint_s_weights_and_architecture(pretrained):
+    encoder = PretrainedEncoder.read(pretrained)
+    network = encoder.network(from_head_layer=2)
+    trained, projection = state(pretrained, "encoder."), state(pretrained, "projection.net.")
+    built = network.encoder.state_dict()
+    assert built.keys() == trained.keys()
+    assert all(torch.equal(built[key], trained[key]) for key in trained)
+    kept = network.head_layers.state_dict()
+    assert kept and all(torch.equal(kept[key], projection[key]) for key in kept)
+    # What a fine-tuning checkpoint records, so that PretrainedEncoder.read reads it back.
+    assert network.architecture == {
+        "backbone": encoder.backbone,
+        "image_size": encoder.image_size,
+        "head": encoder.head_config,
+        "from_head_layer": 2,
+    }
+    assert network.output_dim == projection["3.weight"].shape[0]
+    fresh = PretrainedEncoder.fresh({"name": "resnet18_slim", "width": 0.125}, 32)
+    assert len(fresh.network().head_layers) == 0
+    with pytest.raises(ConfigError, match="from_head_layer=1 needs the pre-trained projection"):
+        fresh.network(from_head_layer=1)
+
+
 def test_full_fine_tuning_from_an_export_with_the_head(pretrained, tmp_path):
     export = tmp_path / "export"
     assert export_main([str(pretrained), str(export), "--head"]) == 0
