@@ -19,6 +19,8 @@ from lightning.pytorch.strategies import DDPStrategy
 from torch.multiprocessing import ProcessExitedException
 from torch.utils.data import DataLoader, Dataset
 
+from simclr.models import SimCLRModule
+
 # What the fork server imports before it forks: what every DDP process of the tests needs.
 PRELOAD = ["torch", "lightning", "simclr.models", "simclr.data"]
 
@@ -28,6 +30,38 @@ def forkserver() -> str:
     (it starts on first use and serves the pytest worker until it exits)."""
     multiprocessing.set_forkserver_preload(PRELOAD)
     return "forkserver"
+
+
+class FixedViews(Dataset):
+    """Two fixed views (no augmentation) of ``count`` random images of ``image_size`` px, drawn
+    with ``seed``; an image's label is its index."""
+
+    def __init__(self, count: int, image_size: int, seed: int):
+        generator = torch.Generator().manual_seed(seed)
+        self.views = torch.randn(2, count, 3, image_size, image_size, generator=generator)
+
+    def __len__(self):
+        return self.views.shape[1]
+
+    def __getitem__(self, index):
+        return [self.views[0, index], self.views[1, index]], index
+
+
+def seeded_module(image_size: int, batch_size: int, **options) -> SimCLRModule:
+    """The module the DDP comparisons train, initialised from seed 0: a slim ResNet-18 at width
+    1/8, a projection head without BatchNorm, SGD at 0.1, temperature 0.2; ``options`` go to
+    :class:`SimCLRModule` as they are."""
+    torch.manual_seed(0)
+    return SimCLRModule(
+        backbone={"name": "slim_resnet18", "width": 0.125},
+        head={"hidden_dim": 32, "output_dim": 16, "batch_norm": False},
+        optimizer={"name": "sgd", "lr": 0.1, "lr_scaling": "none"},
+        scheduler={"warmup_epochs": 0},
+        image_size=image_size,
+        batch_size=batch_size,
+        temperature=0.2,
+        **options,
+    )
 
 
 def fit_on_cpu_processes(

@@ -20,9 +20,8 @@ import pytest
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import Dataset
 
-from ddp_runs import fit_on_cpu_processes
+from ddp_runs import FixedViews, fit_on_cpu_processes, seeded_module
 from simclr.losses.ntxent import NTXentLoss, distributed_world, gather_across_ranks
 from simclr.models import SimCLRModule
 
@@ -31,20 +30,6 @@ from simclr.models import SimCLRModule
 pytestmark = pytest.mark.xdist_group("test_distributed")
 
 NUM_IMAGES, IMAGE_SIZE, WORLD_SIZE = 8, 8, 2
-
-
-class FixedViews(Dataset):
-    """Two fixed views of NUM_IMAGES random images (no augmentation)."""
-
-    def __init__(self):
-        generator = torch.Generator().manual_seed(3)
-        self.views = torch.randn(2, NUM_IMAGES, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
-
-    def __len__(self):
-        return NUM_IMAGES
-
-    def __getitem__(self, index):
-        return [self.views[0, index], self.views[1, index]], index
 
 
 class RecordFirstStep(L.Callback):
@@ -108,24 +93,20 @@ class BackwardWithoutAllReduce(NTXentLoss):
 
 
 def make_module(micro_batch_size=None) -> SimCLRModule:
-    torch.manual_seed(0)
-    return SimCLRModule(
-        backbone={"name": "slim_resnet18", "width": 0.125},
-        head={"hidden_dim": 32, "output_dim": 16, "batch_norm": False},
-        optimizer={"name": "sgd", "lr": 0.1, "lr_scaling": "none"},
-        scheduler={"warmup_epochs": 0},
-        image_size=IMAGE_SIZE,
-        batch_size=NUM_IMAGES,
-        temperature=0.2,
-        micro_batch_size=micro_batch_size,
-    )
+    return seeded_module(IMAGE_SIZE, NUM_IMAGES, micro_batch_size=micro_batch_size)
 
 
 def one_step(module: SimCLRModule, out_dir: Path, devices: int) -> list[dict]:
     """One optimiser step on the fixed batch (split over ``devices`` processes)."""
     out_dir.mkdir()
     return fit_on_cpu_processes(
-        module, FixedViews(), NUM_IMAGES, RecordFirstStep(out_dir), out_dir, devices, max_steps=1
+        module,
+        FixedViews(NUM_IMAGES, IMAGE_SIZE, seed=3),
+        NUM_IMAGES,
+        RecordFirstStep(out_dir),
+        out_dir,
+        devices,
+        max_steps=1,
     )
 
 

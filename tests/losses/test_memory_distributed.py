@@ -18,11 +18,9 @@ import lightning as L
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
-from ddp_runs import fit_on_cpu_processes
+from ddp_runs import FixedViews, fit_on_cpu_processes, seeded_module
 from simclr.losses.negative_queue import NegativeQueue
-from simclr.models import SimCLRModule
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_memory_distributed")]
 
@@ -30,21 +28,6 @@ NUM_IMAGES, STEPS, IMAGE_SIZE, WORLD_SIZE = 8, 2, 8, 2
 # Keys held: more than the 16 of one step, fewer than the 32 of two, so the second step wraps.
 # Every step sees the same 8 images (one batch an epoch), so the sets of images agree.
 QUEUE_SIZE = 24
-
-
-class FixedViews(Dataset):
-    """Two fixed views of NUM_IMAGES random images, one global batch: every step (an epoch)
-    sees them all, in the order the sampler chooses; the label is the image's index."""
-
-    def __init__(self):
-        generator = torch.Generator().manual_seed(5)
-        self.views = torch.randn(2, NUM_IMAGES, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
-
-    def __len__(self):
-        return self.views.shape[1]
-
-    def __getitem__(self, index):
-        return [self.views[0, index], self.views[1, index]], index
 
 
 class Record(L.Callback):
@@ -76,23 +59,15 @@ class Record(L.Callback):
 
 
 def run(out_dir: Path, devices: int, queue: type[NegativeQueue] | None = None) -> list[dict]:
-    torch.manual_seed(0)
-    module = SimCLRModule(
-        backbone={"name": "slim_resnet18", "width": 0.125},
-        head={"hidden_dim": 32, "output_dim": 16, "batch_norm": False},
-        optimizer={"name": "sgd", "lr": 0.1, "lr_scaling": "none"},
-        scheduler={"warmup_epochs": 0},
-        image_size=IMAGE_SIZE,
-        batch_size=NUM_IMAGES,
-        temperature=0.2,
-        memory={"size": QUEUE_SIZE, "momentum": 0.5, "source": "momentum"},
-    )
+    memory = {"size": QUEUE_SIZE, "momentum": 0.5, "source": "momentum"}
+    module = seeded_module(IMAGE_SIZE, NUM_IMAGES, memory=memory)
     if queue is not None:
         module.memory.queue = queue(QUEUE_SIZE, 16)
     out_dir.mkdir()
     return fit_on_cpu_processes(
         module,
-        FixedViews(),
+        # One global batch: every step (an epoch) sees all the images, in the sampler's order.
+        FixedViews(NUM_IMAGES, IMAGE_SIZE, seed=5),
         NUM_IMAGES,
         Record(out_dir),
         out_dir,

@@ -5,9 +5,10 @@ config checks of its options."""
 import lightning as L
 import pytest
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from conftest import compose_config
+from ddp_runs import FixedViews
 from simclr.config import config_problems
 from simclr.errors import ConfigError
 from simclr.models import SimCLRModule
@@ -31,18 +32,6 @@ def make_module(memory=None, **options) -> SimCLRModule:
     )
 
 
-class RandomViews(Dataset):
-    def __init__(self, count: int):
-        generator = torch.Generator().manual_seed(1)
-        self.views = torch.randn(2, count, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
-
-    def __len__(self):
-        return self.views.shape[1]
-
-    def __getitem__(self, index):
-        return [self.views[0, index], self.views[1, index]], index
-
-
 def fit(module: SimCLRModule, steps: int) -> None:
     trainer = L.Trainer(
         accelerator="cpu",
@@ -52,7 +41,7 @@ def fit(module: SimCLRModule, steps: int) -> None:
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    loader = DataLoader(RandomViews(NUM_IMAGES * steps), batch_size=NUM_IMAGES)
+    loader = DataLoader(FixedViews(NUM_IMAGES * steps, IMAGE_SIZE, seed=1), batch_size=NUM_IMAGES)
     trainer.fit(module, train_dataloaders=loader)
 
 
