@@ -135,9 +135,8 @@ def serve(path: str) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
-    Path(path).with_name("ready").touch()  # for the test processes that did not start it
+    Path(path).with_name("ready").touch()  # listening: what test processes wait for
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # supervisors are reaped by the kernel
-    print("ready", flush=True)
     while True:
         readable, _, _ = select.select([listener, sys.stdin], [], [])
         if sys.stdin in readable:  # the test process closed our stdin: it has finished
@@ -261,28 +260,19 @@ class Server:
     instance: Server | None = None
 
     def __init__(self, folder: str | None = None):
+        """The server listening in ``folder`` (started by another process), or a new one."""
         self.process: subprocess.Popen | None = None
-        self.ready = folder is not None
-        if folder is not None:  # the session's: wait until it listens
-            self.folder = Path(folder)
-            self.socket = str(self.folder / "socket")
-            deadline = time.monotonic() + 300
-            while not (self.folder / "ready").exists():
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the session's preloaded server in {folder} never started")
-                time.sleep(0.05)
-            return
-        self.folder = Path(tempfile.mkdtemp(prefix="simclr-preloaded-"))
+        if folder is None:
+            folder = tempfile.mkdtemp(prefix="simclr-preloaded-")
+            self.process = subprocess.Popen(
+                [sys.executable, str(HERE), "serve", str(Path(folder) / "socket")],
+                cwd=HERE.parent.parent,
+                env=SESSION_ENV,
+                stdin=subprocess.PIPE,
+            )
+            atexit.register(self.stop)
+        self.folder = Path(folder)
         self.socket = str(self.folder / "socket")
-        self.process = subprocess.Popen(
-            [sys.executable, str(HERE), "serve", self.socket],
-            cwd=HERE.parent.parent,
-            env=SESSION_ENV,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        atexit.register(self.stop)
 
     @classmethod
     def get(cls) -> Server:
@@ -295,10 +285,14 @@ class Server:
         return cls.instance
 
     def wait_ready(self) -> None:
-        if not self.ready:
-            if self.process.stdout.readline().strip() != "ready":
+        """Return once the server listens (its ``ready`` file), after its imports."""
+        deadline = time.monotonic() + 300
+        while not (self.folder / "ready").exists():
+            if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError("the preloaded server did not start")
-            self.ready = True
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the preloaded server in {self.folder} never started")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         self.process.stdin.close()
