@@ -309,7 +309,7 @@ V1_1PCT = dict(
     pairs_with="imagenet_resnet50_w1_1000ep",
 )
 # SimCLR v2's rate for its larger ResNets (width > 1 and/or SK): 0.002 x sqrt(B) (the v2
-# paper's section 4), the README's command otherwise, after SimCLR v2's pre-training of a
+# paper's section 3.1), the README's command otherwise, after SimCLR v2's pre-training of a
 # larger ResNet; the figure is table 1's largest model's.
 LARGE_RATE = dict(lr=0.002, lr_scaling="sqrt", pairs_with="imagenet_resnet50_w2_simclrv2")
 
