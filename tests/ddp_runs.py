@@ -6,11 +6,22 @@ worker that imports torch, Lightning and the package once, from which every DDP 
 forked. A spawned process would import them again (about 10 s of CPU each); a fork of the test
 process itself can deadlock on a lock that one of its threads (a data loader's, litdata's)
 held at the fork. The data split, the gather and DDP's gradient averaging are the same under
-every start method."""
+every start method.
+
+The module reaches the ranks pickled, its tensors in shared memory (torch's way of passing
+tensors between processes). Lightning gives each rank its own copy only for ``spawn``; under
+the fork server the ranks would update one set of weights and buffers together (the optimiser
+stepping them twice, a memory buffer's write position advanced by both ranks), so
+:class:`OwnCopy` copies them in each rank before training. The shared memory is named files
+(torch's ``file_system`` strategy) while the ranks start, since the fork server takes at most
+about 250 file descriptors and a module with a momentum encoder has more tensors."""
 
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Iterator
+from contextlib import contextmanager
+from itertools import chain
 from pathlib import Path
 
 import lightning as L
@@ -30,6 +41,28 @@ def forkserver() -> str:
     (it starts on first use and serves the pytest worker until it exits)."""
     multiprocessing.set_forkserver_preload(PRELOAD)
     return "forkserver"
+
+
+@contextmanager
+def shared_as_files() -> Iterator[None]:
+    """Tensors passed to other processes in this block go through named shared-memory files,
+    not file descriptors (the strategy before is restored after)."""
+    before = torch.multiprocessing.get_sharing_strategy()
+    torch.multiprocessing.set_sharing_strategy("file_system")
+    try:
+        yield
+    finally:
+        torch.multiprocessing.set_sharing_strategy(before)
+
+
+class OwnCopy(L.Callback):
+    """Gives this rank its own copy of the module's parameters and buffers before training,
+    as Lightning does for spawned CPU processes (see the module docstring)."""
+
+    @torch.no_grad()
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        for tensor in chain(pl_module.parameters(), pl_module.buffers()):
+            tensor.data = tensor.data.clone()
 
 
 class FixedViews(Dataset):
@@ -85,7 +118,7 @@ def fit_on_cpu_processes(
         devices=devices,
         strategy=DDPStrategy(start_method=start_method) if devices > 1 else "auto",
         max_steps=max_steps,
-        callbacks=[callback],
+        callbacks=[OwnCopy(), callback],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -94,7 +127,8 @@ def fit_on_cpu_processes(
     loader = DataLoader(dataset, batch_size=batch_size // devices, shuffle=False)
     records = [out_dir / f"rank{r}_of_{devices}.pt" for r in range(devices)]
     try:
-        trainer.fit(module, train_dataloaders=loader)
+        with shared_as_files():
+            trainer.fit(module, train_dataloaders=loader)
     except ProcessExitedException:
         # gloo's threads sometimes abort a spawned process as it exits ("terminate called
         # without an active exception"), after its work is done; the records tell.
