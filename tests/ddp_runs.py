@@ -9,10 +9,11 @@ held at the fork. The data split, the gather and DDP's gradient averaging are th
 every start method.
 
 The module reaches the ranks pickled, its tensors in shared memory (torch's way of passing
-tensors between processes). Lightning gives each rank its own copy only for ``spawn``; under
-the fork server the ranks would update one set of weights and buffers together (the optimiser
-stepping them twice, a memory buffer's write position advanced by both ranks), so
-:class:`OwnCopy` copies them in each rank before training. The shared memory is named files
+tensors between processes). Lightning gives each rank its own copy only for ``spawn`` on a CPU
+(Lightning-AI/pytorch-lightning#18238, the fix of #17399); under the fork server the ranks
+would update one set of weights and buffers together (the optimiser stepping them twice, a
+memory buffer's write position advanced by both ranks), so :class:`OwnCopy` copies them in
+each rank before training. The shared memory is named files
 (torch's ``file_system`` strategy) while the ranks start, since the fork server takes at most
 about 250 file descriptors and a module with a momentum encoder has more tensors."""
 
