@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-train: $(STAMP) ## Pre-train SimCLR on the offline digits data set (about 7 minutes on a 2-core CPU)
+train: $(STAMP) ## Pre-train SimCLR on the offline digits data set (7 to 9 minutes on a 2-core CPU)
 	$(BIN)/python train.py experiment=digits_quick
 
 test: $(STAMP) ## Run the fast test suite
