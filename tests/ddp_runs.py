@@ -13,9 +13,9 @@ tensors between processes). Lightning gives each rank its own copy only for ``sp
 (Lightning-AI/pytorch-lightning#18238, the fix of #17399); under the fork server the ranks
 would update one set of weights and buffers together (the optimiser stepping them twice, a
 memory buffer's write position advanced by both ranks), so :class:`OwnCopy` copies them in
-each rank before training. The shared memory is named files
-(torch's ``file_system`` strategy) while the ranks start, since the fork server takes at most
-about 250 file descriptors and a module with a momentum encoder has more tensors."""
+each rank before training. The shared memory is named files (torch's ``file_system``
+strategy) while the ranks start, since the fork server takes at most about 250 file
+descriptors and a module with a momentum encoder has more tensors."""
 
 from __future__ import annotations
 
@@ -106,18 +106,15 @@ def fit_on_cpu_processes(
     out_dir: Path,
     devices: int,
     max_steps: int,
-    start_method: str = "forkserver",
 ) -> list[dict]:
     """``max_steps`` of ``module`` on ``dataset`` in order, ``batch_size`` images a step split
-    over ``devices`` processes started by ``start_method`` (Lightning adds the distributed
+    over ``devices`` processes started from the fork server (Lightning adds the distributed
     sampler); returns what ``callback`` saved in ``out_dir`` as ``rank{r}_of_{devices}.pt``,
     one record a rank."""
-    if start_method == "forkserver":
-        start_method = forkserver()
     trainer = L.Trainer(
         accelerator="cpu",
         devices=devices,
-        strategy=DDPStrategy(start_method=start_method) if devices > 1 else "auto",
+        strategy=DDPStrategy(start_method=forkserver()) if devices > 1 else "auto",
         max_steps=max_steps,
         callbacks=[OwnCopy(), callback],
         logger=False,
@@ -131,7 +128,7 @@ def fit_on_cpu_processes(
         with shared_as_files():
             trainer.fit(module, train_dataloaders=loader)
     except ProcessExitedException:
-        # gloo's threads sometimes abort a spawned process as it exits ("terminate called
+        # gloo's threads sometimes abort a rank's process as it exits ("terminate called
         # without an active exception"), after its work is done; the records tell.
         if not all(path.exists() for path in records):
             raise
