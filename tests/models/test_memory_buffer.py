@@ -126,3 +126,18 @@ def test_the_module_refuses_the_same_values_with_the_same_message():
         make_module({"size": 8, "momentum": 1.5, "source": "momentum"})
     with pytest.raises(ConfigError, match=r"model\.memory\.source='bank'"):
         make_module({"size": 8, "momentum": 0.9, "source": "bank"})
+
+
+def test_at_momentum_zero_the_momentum_keys_are_the_step_s_own_projections():
+    """With m = 0 the copy takes the encoder's weights at the start of each step, before it
+    projects that step's views in training mode: its keys, and so the whole run, must be those
+    of ``source=online`` to the bit (a copy updated after its keys, or run in eval mode, is not).
+    """
+    runs = {}
+    for source in ("momentum", "online"):
+        runs[source] = make_module({"size": 40, "momentum": 0.0, "source": source})
+        fit(runs[source], steps=3)
+    assert torch.equal(runs["momentum"].memory.queue.keys, runs["online"].memory.queue.keys)
+    momentum, online = runs["momentum"].encoder, runs["online"].encoder
+    pairs = zip(momentum.parameters(), online.parameters(), strict=True)
+    assert all(torch.equal(mine, theirs) for mine, theirs in pairs)
