@@ -128,6 +128,17 @@ def test_every_problem_is_reported_at_once(tmp_path):
     assert "model.temperature" in message and "optimizer.name" in message
 
 
+def test_a_mandatory_value_not_given_is_a_problem_of_its_own(tmp_path):
+    # ``???`` in a config (timm's backbone.model, fine-tuning's pretrained_ckpt) is named before
+    # any work, with its rule's words where a component states one.
+    cfg = compose_config(["backbone=timm"], tmp_path)
+    with open_dict(cfg):
+        cfg.data.extra_option = "???"
+    first, second = sorted(config_problems(cfg))
+    assert first.startswith("backbone.model is not set: must be a timm model name")
+    assert second == "data.extra_option is not set: must be given: add data.extra_option=<value>"
+
+
 def test_run_checks_before_any_work(tmp_path):
     cfg = compose_config(["data=fake", "model.temperature=-1"], tmp_path)
     with pytest.raises(ConfigError, match=r"model\.temperature"):

@@ -28,6 +28,8 @@ BACKBONES = options("backbone")
 OPTIMIZERS = options("optimizer")
 # Fine-tuning from a randomly initialised encoder: the backbone comes from the config.
 FINETUNE_EXTRA = ["pretrained_ckpt=null"]
+# What a user gives with an option whose config leaves a value unset (???): timm's model.
+GIVEN_WITH = {"backbone=timm": ["backbone.model=resnet18"]}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,8 @@ def composer(tmp_path_factory):
             key = (config_name, *overrides)
             if key not in cache:
                 extra = FINETUNE_EXTRA if config_name == "finetune" else []
-                cache[key] = compose(config_name, overrides=[*overrides, *extra, *paths])
+                given = [value for option in overrides for value in GIVEN_WITH.get(option, [])]
+                cache[key] = compose(config_name, overrides=[*overrides, *given, *extra, *paths])
             return cache[key].copy()
 
         yield composed

@@ -139,9 +139,12 @@ def test_a_file_that_is_no_checkpoint_is_named(tmp_path):
     junk.write_bytes(torch.randint(0, 256, (1000,), dtype=torch.uint8).numpy().tobytes())
     with pytest.raises(DataError, match=r"junk\.ckpt is not a PyTorch checkpoint"):
         run(finetune_config(tmp_path, f"pretrained_ckpt={junk}"))
+    # A path that does not exist, or none given, is a config problem: listed before any work.
     missing = tmp_path / "nowhere.ckpt"
-    with pytest.raises(DataError, match=r"nowhere\.ckpt does not exist"):
+    with pytest.raises(ConfigError, match=r"pretrained_ckpt='.*nowhere\.ckpt': must be a pre"):
         run(finetune_config(tmp_path, f"pretrained_ckpt={missing}"))
+    with pytest.raises(ConfigError, match=r"pretrained_ckpt is not set: must be a pre-training"):
+        run(compose_config(FINETUNE_FAST, tmp_path, config_name="finetune"))
 
 
 def test_a_checkpoint_of_another_backbone_is_refused(pretrained, tmp_path):

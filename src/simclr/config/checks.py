@@ -30,6 +30,7 @@ from simclr.registry import Registry
 from simclr.rules import Check, Rule, is_number
 
 _MISSING = object()
+NOT_GIVEN = "???"  # OmegaConf's mark of a mandatory value (``pretrained_ckpt: ???``)
 
 # The rules of the options that belong to the run rather than to one component.
 RULES: list[Rule] = [
@@ -58,12 +59,16 @@ def _get(cfg: DictConfig, key: str):
 
 
 def _walk(node, prefix: str = "") -> Iterator[tuple[str, object]]:
-    """Every ``(dotted key, value)`` leaf below ``node`` (Hydra's own node excluded)."""
+    """Every ``(dotted key, value)`` leaf below ``node`` (Hydra's own node excluded); a
+    mandatory value not given is :data:`NOT_GIVEN`."""
     if isinstance(node, DictConfig):
         for key in node:
             if not prefix and key == "hydra":
                 continue
             path = f"{prefix}.{key}" if prefix else str(key)
+            if OmegaConf.is_missing(node, key):
+                yield path, NOT_GIVEN
+                continue
             # Leave unresolvable interpolations (e.g. ${hydra:...} outside a Hydra run) alone.
             try:
                 child = node[key]
@@ -155,9 +160,15 @@ def config_problems(cfg: DictConfig) -> list[str]:
     if devices and rules.BATCH_SIZE.ok(batch):
         problems.append(rules.batch_division_problem(batch, devices))
 
-    # Generic rules wherever such keys live (fine-tuning, monitors, later options).
+    # Mandatory values not given; generic rules wherever such keys live (fine-tuning,
+    # monitors, later options).
     checked = {rule.key for rule in checks}
+    allowed = {check.key: check.allowed for check in checks if isinstance(check, Rule)}
     for key, value in _walk(cfg):
+        if value is NOT_GIVEN:
+            wanted = allowed.get(key, f"given: add {key}=<value>")
+            problems.append(f"{key} is not set: must be {wanted}")
+            continue
         rule = _generic_rule(key)
         if rule is not None and key not in checked and is_number(value):
             problems.append(rule.problem(value, key))

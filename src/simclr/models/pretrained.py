@@ -30,8 +30,19 @@ from simclr.models.backbones import (
 )
 from simclr.models.encoder_files import HeadWeights, missing_head, read_encoder_files
 from simclr.models.heads import head_layers
+from simclr.rules import Rule, state
 
 log = logging.getLogger(__name__)
+
+# Fine-tuning's encoder, checked with the config (null, a fresh encoder, is not checked).
+PRETRAINED_CKPT = state(
+    Rule(
+        "pretrained_ckpt",
+        lambda v: isinstance(v, str) and Path(v).expanduser().exists(),
+        "a pre-training checkpoint or an export that exists (or null: a freshly initialised "
+        "encoder, with backbone=<name>)",
+    )
+)
 
 
 def load_strictly(module: nn.Module, state_dict: dict, mismatch: str) -> None:
