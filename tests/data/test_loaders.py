@@ -212,15 +212,11 @@ def test_finetuning_checkpoints_are_written_atomically(tmp_path, monkeypatch):
     assert all(path.is_file() for path in written)
 
 
-@pytest.mark.parametrize("automatic_optimization", [True, False])
-def test_the_trainer_builder_clips_only_under_automatic_optimisation(
-    automatic_optimization, tmp_path
-):
+@pytest.mark.parametrize("manual_optimization", [False, True])
+def test_the_trainer_builder_clips_only_under_automatic_optimisation(manual_optimization, tmp_path):
     # mode=full asks for gradient_clip_val=10; a module that steps its optimiser itself
     # (gradient caching) clips on its own, and Lightning refuses to clip for it.
     cfg = compose_config([*FINETUNE_TINY, "mode=full"], tmp_path, config_name="finetune")
-    model = Classifier()
-    model.automatic_optimization = automatic_optimization
-    trainer = build_trainer(cfg, model)
-    assert trainer.gradient_clip_val == (10 if automatic_optimization else None)
+    trainer = build_trainer(cfg, manual_optimization)
+    assert trainer.gradient_clip_val == (None if manual_optimization else 10)
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)

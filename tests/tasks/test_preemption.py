@@ -24,8 +24,6 @@ from conftest import (
 )
 from simclr.callbacks.preemption import PREEMPTED_EXIT_STATUS, Preempted, PreemptionHandler
 from simclr.callbacks.safeguards import AtomicCheckpointIO
-from simclr.models.finetune import FineTuneModule
-from simclr.models.pretrained import PretrainedEncoder
 from simclr.tasks.common import build_trainer
 from simclr.tasks.finetune import run as finetune
 from simclr.tasks.pretrain import run as pretrain
@@ -272,15 +270,7 @@ def test_fault_injection_finetuning(tmp_path):
 
 def test_finetuning_writes_checkpoints_atomically_and_stops_on_signals(tmp_path):
     cfg = compose_config(FINETUNE, tmp_path, "finetune")
-    model = FineTuneModule(
-        PretrainedEncoder.fresh({"name": "resnet18_slim", "width": 0.125}, 32).network(),
-        num_classes=10,
-        mode="full",
-        optimizer=dict(cfg.optimizer),
-        scheduler=dict(cfg.scheduler),
-        batch_size=8,
-    )
-    trainer = build_trainer(cfg, model)
+    trainer = build_trainer(cfg)
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
     handlers = [c for c in trainer.callbacks if isinstance(c, PreemptionHandler)]
     assert [s.name for s in handlers[0].signals] == ["SIGTERM", "SIGINT", "SIGUSR1"]

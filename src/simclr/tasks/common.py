@@ -62,7 +62,7 @@ def instantiate_all(group: DictConfig | None) -> list:
     return [hydra.utils.instantiate(node) for node in group.values() if node is not None]
 
 
-def build_trainer(cfg: DictConfig, model: L.LightningModule) -> L.Trainer:
+def build_trainer(cfg: DictConfig, manual_optimization: bool = False) -> L.Trainer:
     """The Trainer of ``cfg.trainer`` with the ``callbacks`` and ``logger`` groups, for
     pre-training and fine-tuning alike.
 
@@ -71,8 +71,9 @@ def build_trainer(cfg: DictConfig, model: L.LightningModule) -> L.Trainer:
     ``preemption`` signals stop the run after a step with a ``last.ckpt``
     (:class:`~simclr.callbacks.preemption.PreemptionHandler`, whatever the callbacks group);
     under SLURM, Lightning's SLURM plugin requeues the job on ``preemption.requeue_signal``. Under
-    manual optimisation (gradient caching) ``model`` clips its gradients itself, so Lightning's
-    ``gradient_clip_val`` is switched off (Lightning refuses it there).
+    manual optimisation (``manual_optimization``: pre-training's gradient caching) the module
+    clips its gradients itself, so Lightning's ``gradient_clip_val`` is switched off (Lightning
+    refuses it there).
     """
     callbacks = instantiate_all(cfg.get("callbacks"))
     loggers = instantiate_all(cfg.get("logger"))
@@ -92,20 +93,21 @@ def build_trainer(cfg: DictConfig, model: L.LightningModule) -> L.Trainer:
         callbacks=[*callbacks, handler],
         logger=loggers or False,
         plugins=plugins,
-        **({} if model.automatic_optimization else {"gradient_clip_val": None}),
+        **({"gradient_clip_val": None} if manual_optimization else {}),
     )
 
 
 @contextmanager
 def recorded_trainer(
-    cfg: DictConfig, model: L.LightningModule
+    cfg: DictConfig, manual_optimization: bool = False
 ) -> Iterator[tuple[L.Trainer, dict[str, float]]]:
-    """The Trainer of :func:`build_trainer` for ``model``, and a dict for the run's final
-    metrics, for the block of a task's ``fit`` (and ``test``). After the block the metrics are
+    """The Trainer of :func:`build_trainer` (``manual_optimization`` as there), and a dict for
+    the run's final metrics, for the block of a task's work (its ``fit``, fine-tuning's
+    ``test``, and what fine-tuning builds before them). After the block the metrics are
     written to ``<paths.output_dir>/metrics.json`` (non-finite values warned about), and the
     loggers' tracking runs are ended, marked failed if the block raised
     (:func:`simclr.loggers.finish_runs`)."""
-    trainer = build_trainer(cfg, model)
+    trainer = build_trainer(cfg, manual_optimization)
     log.info("output folder: %s", cfg.paths.output_dir)
     metrics: dict[str, float] = {}
     try:

@@ -52,42 +52,44 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if not cfg.select_on_val:
         cfg = without_validation(cfg)
     ckpt_path = start_run(cfg)
-    network = PretrainedEncoder.for_finetuning(
-        cfg.pretrained_ckpt,
-        backbone=plain(cfg.backbone) if cfg.get("backbone") else None,
-        image_size=cfg.image_size,
-        data_image_size=cfg.data.image_size,
-        from_head_layer=cfg.from_head_layer,
-    ).network(cfg.from_head_layer)
-    datamodule = FineTuneDataModule(
-        {**plain(cfg.data), "image_size": network.image_size},
-        label_fraction=cfg.label_fraction,
-        label_seed=cfg.label_seed,
-        label_subset=cfg.label_subset,
-        select_on_val=cfg.select_on_val,
-        seed=cfg.get("seed"),
-        **plain(cfg.augment),
-    )
-    model = FineTuneModule(
-        network,
-        num_classes=datamodule.num_classes,
-        mode=cfg.mode,
-        optimizer=plain(cfg.optimizer),
-        scheduler=plain(cfg.scheduler),
-        batch_size=cfg.data.batch_size,
-        head_batch_norm=cfg.head_batch_norm,
-        zero_init_classifier=cfg.zero_init_classifier,
-        classifier_group=cfg.classifier_group,
-    )
-    log.info(
-        "mode %s; training on %d labelled images (%s)",
-        cfg.mode,
-        len(datamodule.train_indices),
-        f"label_subset={cfg.label_subset}"
-        if cfg.label_subset is not None
-        else f"label_fraction={cfg.label_fraction}",
-    )
-    with recorded_trainer(cfg, model) as (trainer, metrics):
+    # The Trainer depends on the config alone (fine-tuning optimises automatically), so the
+    # whole run is its recorded block: a failure reading the encoder ends the loggers' runs too.
+    with recorded_trainer(cfg) as (trainer, metrics):
+        network = PretrainedEncoder.for_finetuning(
+            cfg.pretrained_ckpt,
+            backbone=plain(cfg.backbone) if cfg.get("backbone") else None,
+            image_size=cfg.image_size,
+            data_image_size=cfg.data.image_size,
+            from_head_layer=cfg.from_head_layer,
+        ).network(cfg.from_head_layer)
+        datamodule = FineTuneDataModule(
+            {**plain(cfg.data), "image_size": network.image_size},
+            label_fraction=cfg.label_fraction,
+            label_seed=cfg.label_seed,
+            label_subset=cfg.label_subset,
+            select_on_val=cfg.select_on_val,
+            seed=cfg.get("seed"),
+            **plain(cfg.augment),
+        )
+        model = FineTuneModule(
+            network,
+            num_classes=datamodule.num_classes,
+            mode=cfg.mode,
+            optimizer=plain(cfg.optimizer),
+            scheduler=plain(cfg.scheduler),
+            batch_size=cfg.data.batch_size,
+            head_batch_norm=cfg.head_batch_norm,
+            zero_init_classifier=cfg.zero_init_classifier,
+            classifier_group=cfg.classifier_group,
+        )
+        log.info(
+            "mode %s; training on %d labelled images (%s)",
+            cfg.mode,
+            len(datamodule.train_indices),
+            f"label_subset={cfg.label_subset}"
+            if cfg.label_subset is not None
+            else f"label_fraction={cfg.label_fraction}",
+        )
         with warnings.catch_warnings():
             if not model.train_encoder:  # the frozen encoder is in eval mode on purpose
                 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")

@@ -45,7 +45,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     ckpt_path = start_run(cfg)
     datamodule = build_datamodule(cfg)
     model = build_model(cfg)
-    with recorded_trainer(cfg, model) as (trainer, metrics):
+    with recorded_trainer(cfg, not model.automatic_optimization) as (trainer, metrics):
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics.update(
             (name, float(value))
