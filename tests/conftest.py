@@ -16,6 +16,8 @@ from preloaded import PreloadedProcess, fresh_processes, start_shared, supported
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
+# A tiny pre-training checkpoint and its export from an old version (its README.md).
+OLD_CHECKPOINT_DIR = ROOT / "tests" / "fixtures" / "pretrain_2fb1cad"
 
 # make test runs the suite on pytest-xdist workers, one per core: each worker, and every
 # process a test starts, computes on one thread, so that the workers do not fight for cores.

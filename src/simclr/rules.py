@@ -104,9 +104,25 @@ class KnownOptions:
             raise ConfigError(problem)
 
 
+@dataclass(frozen=True)
+class Joint:
+    """A rule of the option at :attr:`key` that also reads other options (:attr:`others`):
+    ``find(value, **others)`` returns the problem or None, each other option passed by the
+    last part of its key (None where null or absent). Checked where a config has :attr:`key`,
+    null included; the class that takes the values calls ``find`` itself."""
+
+    key: str
+    others: tuple[str, ...]
+    find: Callable[..., str | None]
+
+    def problem(self, value, **others) -> str | None:
+        return self.find(value, **others)
+
+
 class Check(Protocol):
-    """What the config checks apply to the value at :attr:`key`: a :class:`Rule`, or a
-    :class:`~simclr.registry.Registry` (the value names one of its entries). A check of a
+    """What the config checks apply to the value at :attr:`key`: a :class:`Rule`, a
+    :class:`Joint` rule, or a :class:`~simclr.registry.Registry` (the value names one of its
+    entries). A check of a
     whole node (``data.augment``) may also have ``problems(value) -> list[str]``, one line
     for each option that breaks its rule, which the config checks then use."""
 

@@ -10,12 +10,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import FAST_OVERRIDES, NO_MONITORS_CHECKPOINT_EVERY_STEP, ROOT, run_script
+from conftest import (
+    FAST_OVERRIDES,
+    NO_MONITORS_CHECKPOINT_EVERY_STEP,
+    OLD_CHECKPOINT_DIR,
+    run_script,
+)
 from simclr.callbacks.safeguards import AtomicCheckpointIO
 from simclr.config.checkpoints import readable
 from simclr.errors import CheckpointWriteError, ConfigError
 
-FIXTURE = ROOT / "tests" / "fixtures" / "pretrain_2fb1cad" / "last.ckpt"
+FIXTURE = OLD_CHECKPOINT_DIR / "last.ckpt"
 
 
 def truncated_copy(folder: Path) -> Path:

@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from conftest import CONFIG_DIR, run_script
+from conftest import CONFIG_DIR, OLD_CHECKPOINT_DIR, run_script
 from simclr.config import config_problems
 from simclr.tasks.pretrain import run
 
@@ -26,8 +26,10 @@ PRESETS = [("pretrain", "experiment", name) for name in options("experiment")] +
 ]
 BACKBONES = options("backbone")
 OPTIMIZERS = options("optimizer")
-# Fine-tuning from a randomly initialised encoder: the backbone comes from the config.
-FINETUNE_EXTRA = ["pretrained_ckpt=null"]
+# Fine-tuning from a checkpoint that exists (the checks read no file: the backbone chosen is
+# checked against the checkpoint's when the encoder is read), so that every preset can keep
+# layers of its head (from_head_layer > 0, which pretrained_ckpt=null refuses).
+FINETUNE_EXTRA = [f"pretrained_ckpt={OLD_CHECKPOINT_DIR / 'last.ckpt'}"]
 # What a user gives with an option whose config leaves a value unset (???): timm's model.
 GIVEN_WITH = {"backbone=timm": ["backbone.model=resnet18"]}
 

@@ -14,8 +14,10 @@ from conftest import (
     compose_config,
     run_script,
 )
+from simclr.config import config_problems
 from simclr.data import FineTuneDataModule
 from simclr.errors import ConfigError, DataError
+from simclr.models.pretrained import PretrainedEncoder
 from simclr.tasks.common import plain
 from simclr.tasks.finetune import run
 from simclr.tasks.pretrain import run as pretrain
@@ -145,6 +147,27 @@ def test_a_file_that_is_no_checkpoint_is_named(tmp_path):
         run(finetune_config(tmp_path, f"pretrained_ckpt={missing}"))
     with pytest.raises(ConfigError, match=r"pretrained_ckpt is not set: must be a pre-training"):
         run(compose_config(FINETUNE_FAST, tmp_path, config_name="finetune"))
+
+
+@pytest.mark.parametrize(
+    "overrides, problem",
+    [
+        ([], r"pretrained_ckpt=null \(a randomly initialised encoder\) needs a backbone"),
+        (["backbone=resnet18_slim", "from_head_layer=1"], r"from_head_layer=1 keeps layers"),
+    ],
+)
+def test_a_fresh_encoder_s_missing_parts_are_config_problems(overrides, problem, tmp_path):
+    # Listed with the other problems before any work (the run, its Trainer included, never
+    # starts), and refused alike when the encoder is asked for in Python.
+    cfg = finetune_config(tmp_path, "pretrained_ckpt=null", *overrides, "label_fraction=3")
+    with pytest.raises(ConfigError, match=rf"2 problem\(s\)(.|\n)*{problem}"):
+        run(cfg)
+    assert not (tmp_path / "checkpoints").exists()
+    backbone, layer = ({"name": "resnet18_slim"}, 1) if overrides else (None, 0)
+    with pytest.raises(ConfigError, match=problem):
+        PretrainedEncoder.for_finetuning(None, backbone, None, 32, from_head_layer=layer)
+    fresh = finetune_config(tmp_path, "pretrained_ckpt=null", "backbone=resnet18_slim")
+    assert config_problems(fresh) == []
 
 
 def test_a_checkpoint_of_another_backbone_is_refused(pretrained, tmp_path):

@@ -12,9 +12,15 @@ import shutil
 import pytest
 import torch
 
-from conftest import ROOT, assert_accuracies_counted, finish, run_script, start_python
+from conftest import (
+    OLD_CHECKPOINT_DIR,
+    assert_accuracies_counted,
+    finish,
+    run_script,
+    start_python,
+)
 
-FIXTURE = ROOT / "tests" / "fixtures" / "pretrain_2fb1cad"
+FIXTURE = OLD_CHECKPOINT_DIR
 # The settings the fixture was pre-trained with (see its README.md).
 DATA = [
     "data=fake",

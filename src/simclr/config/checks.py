@@ -27,7 +27,7 @@ from simclr.callbacks.feature_maps import EXTRA_OF_PROJECTION, PROJECTIONS
 from simclr.errors import ConfigError
 from simclr.extras import EXTRA_OF_TARGET
 from simclr.registry import Registry
-from simclr.rules import Check, Rule, is_number
+from simclr.rules import Check, Joint, Rule, is_number
 
 _MISSING = object()
 NOT_GIVEN = "???"  # OmegaConf's mark of a mandatory value (``pretrained_ckpt: ???``)
@@ -148,6 +148,14 @@ def config_problems(cfg: DictConfig) -> list[str]:
     checks = applicable_checks(cfg)
     for rule in checks:
         value = _get(cfg, rule.key)
+        if isinstance(rule, Joint):
+            if value is not _MISSING:
+                others = {key: _get(cfg, key) for key in rule.others}
+                named = {
+                    k.rsplit(".", 1)[-1]: None if v is _MISSING else v for k, v in others.items()
+                }
+                problems.append(rule.problem(value, **named))
+            continue
         if value is not _MISSING and value is not None:
             # A component that checks several options of its node lists one line for each.
             many = getattr(rule, "problems", None)

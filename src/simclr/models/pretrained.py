@@ -30,7 +30,7 @@ from simclr.models.backbones import (
 )
 from simclr.models.encoder_files import HeadWeights, missing_head, read_encoder_files
 from simclr.models.heads import head_layers
-from simclr.rules import Rule, state
+from simclr.rules import Joint, Rule, state
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,29 @@ PRETRAINED_CKPT = state(
         "a pre-training checkpoint or an export that exists (or null: a freshly initialised "
         "encoder, with backbone=<name>)",
     )
+)
+
+
+def fresh_encoder_problem(pretrained_ckpt, backbone, from_head_layer) -> str | None:
+    """What ``pretrained_ckpt=null`` (a freshly initialised encoder) lacks or cannot have: a
+    ``backbone``, and a projection head for ``from_head_layer`` > 0; None if nothing."""
+    if pretrained_ckpt is not None:
+        return None
+    if not backbone:
+        return (
+            "pretrained_ckpt=null (a randomly initialised encoder) needs a backbone: "
+            "add backbone=<name>, e.g. backbone=resnet18_slim"
+        )
+    if from_head_layer:
+        return (
+            f"from_head_layer={from_head_layer} keeps layers of a pre-trained projection "
+            "head: give pretrained_ckpt (pretrained_ckpt=null has no head)"
+        )
+    return None
+
+
+FRESH_ENCODER = state(
+    Joint("pretrained_ckpt", ("backbone", "from_head_layer"), fresh_encoder_problem)
 )
 
 
@@ -118,16 +141,9 @@ class PretrainedEncoder:
         ``from_head_layer`` > 0, with its projection head. ``pretrained_ckpt=None``: a fresh
         encoder of the chosen ``backbone``, at ``image_size`` or the data's."""
         if pretrained_ckpt is None:
-            if backbone is None:
-                raise ConfigError(
-                    "pretrained_ckpt=null (a randomly initialised encoder) needs a backbone: "
-                    "add backbone=<name>, e.g. backbone=resnet18_slim"
-                )
-            if from_head_layer:
-                raise ConfigError(
-                    f"from_head_layer={from_head_layer} keeps layers of a pre-trained projection "
-                    "head: give pretrained_ckpt (pretrained_ckpt=null has no head)"
-                )
+            problem = fresh_encoder_problem(pretrained_ckpt, backbone, from_head_layer)
+            if problem:
+                raise ConfigError(problem)
             return cls.fresh(backbone, image_size or data_image_size)
         encoder = cls.read(pretrained_ckpt, head_required=from_head_layer > 0)
         check_backbone(backbone, encoder.backbone, encoder.image_size, encoder.source)
