@@ -122,9 +122,9 @@ class Joint:
 class Check(Protocol):
     """What the config checks apply to the value at :attr:`key`: a :class:`Rule`, a
     :class:`Joint` rule, or a :class:`~simclr.registry.Registry` (the value names one of its
-    entries). A check of a
-    whole node (``data.augment``) may also have ``problems(value) -> list[str]``, one line
-    for each option that breaks its rule, which the config checks then use."""
+    entries). A check of a whole node (``data.augment``) may also have ``problems(value) ->
+    list[str]``, one line for each option that breaks its rule, which the config checks then
+    use."""
 
     key: str
 

@@ -150,10 +150,8 @@ def config_problems(cfg: DictConfig) -> list[str]:
         value = _get(cfg, rule.key)
         if isinstance(rule, Joint):
             if value is not _MISSING:
-                others = {key: _get(cfg, key) for key in rule.others}
-                named = {
-                    k.rsplit(".", 1)[-1]: None if v is _MISSING else v for k, v in others.items()
-                }
+                others = {key.rsplit(".", 1)[-1]: _get(cfg, key) for key in rule.others}
+                named = {name: None if v is _MISSING else v for name, v in others.items()}
                 problems.append(rule.problem(value, **named))
             continue
         if value is not _MISSING and value is not None:
